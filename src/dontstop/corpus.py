@@ -1,0 +1,126 @@
+"""Reading corpora: .txt (one document per line), .jsonl/.json, .csv/.tsv, .parquet, or a saved `datasets` directory.
+
+Files are checked before `datasets` reads them, because its errors name neither the file nor the line: invalid UTF-8,
+a malformed JSON line, a missing text column and an empty corpus each become one `UsageError` that says where.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+
+import datasets
+
+from .errors import UsageError
+
+logger = logging.getLogger(__name__)
+
+SUFFIX_BUILDERS = {".txt": "text", ".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
+# Reading a huge file twice to validate it would double start-up; streaming runs check this many lines up front.
+STREAMING_CHECK_LINES = 10_000
+
+
+@dataclass(frozen=True)
+class NamedPath:
+    name: str
+    path: str
+
+
+def parse_named_path(spec: str, option: str) -> NamedPath:
+    """`NAME=PATH` as given to repeatable options such as `--eval_file general=books.jsonl`."""
+    name, sep, path = spec.partition("=")
+    if not sep or not name or not path:
+        raise UsageError(f"{option} expects NAME=PATH, got {spec!r}")
+    if not name.replace("_", "").replace("-", "").isalnum():
+        raise UsageError(f"{option}: name {name!r} may hold only letters, digits, '-' and '_'")
+    return NamedPath(name, path)
+
+
+def corpus_format(path: str) -> str:
+    """The `datasets` builder for a path, or "saved" for a `save_to_disk` directory."""
+    if os.path.isdir(path):
+        if os.path.exists(os.path.join(path, "dataset_info.json")) or os.path.exists(
+            os.path.join(path, "dataset_dict.json")
+        ):
+            return "saved"
+        raise UsageError(f"{path}: a directory, but not one written by datasets' save_to_disk")
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix not in SUFFIX_BUILDERS:
+        raise UsageError(f"{path}: unknown corpus format {suffix!r} (expected one of {', '.join(SUFFIX_BUILDERS)})")
+    return SUFFIX_BUILDERS[suffix]
+
+
+def check_corpus_file(path: str, text_column: str, max_lines: int | None = None) -> None:
+    """Raise a `UsageError` naming the file (and line) if the corpus cannot be read as text documents."""
+    if not os.path.exists(path):
+        raise UsageError(f"{path}: no such file or directory")
+    fmt = corpus_format(path)
+    if fmt in ("saved", "parquet"):
+        return  # binary formats: datasets reports these itself, and the column check happens after loading
+    if os.path.getsize(path) == 0:
+        raise UsageError(f"{path}: the file is empty")
+    documents = 0
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            if max_lines is not None and lineno > max_lines:
+                return
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise UsageError(f"{path}:{lineno}: invalid UTF-8 (byte {e.start})") from None
+            if fmt == "json":
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise UsageError(f"{path}:{lineno}: malformed JSON ({e.msg})") from None
+                if not isinstance(record, dict):
+                    raise UsageError(f"{path}:{lineno}: expected a JSON object per line")
+                if text_column not in record:
+                    found = ", ".join(sorted(record)) or "none"
+                    raise UsageError(f"{path}:{lineno}: no text column {text_column!r} (columns: {found})")
+                value = record[text_column]
+                if value is not None and not isinstance(value, str):
+                    raise UsageError(f"{path}:{lineno}: {text_column!r} is {type(value).__name__}, not text")
+                documents += bool(value and value.strip())
+            elif fmt == "csv" and lineno == 1:
+                delimiter = "\t" if path.lower().endswith(".tsv") else ","
+                header = [c.strip().strip('"') for c in line.rstrip("\r\n").split(delimiter)]
+                if text_column not in header:
+                    raise UsageError(f"{path}:1: no text column {text_column!r} (columns: {', '.join(header)})")
+            else:
+                documents += bool(line.strip())
+    if documents == 0:
+        raise UsageError(f"{path}: no documents (every line is empty)")
+
+
+def load_corpus(path: str, text_column: str = "text", streaming: bool = False) -> datasets.Dataset:
+    """One corpus as a dataset with a single `text` column, empty documents dropped."""
+    check_corpus_file(path, text_column, max_lines=STREAMING_CHECK_LINES if streaming else None)
+    fmt = corpus_format(path)
+    if fmt == "saved":
+        ds = datasets.load_from_disk(path)
+        if isinstance(ds, datasets.DatasetDict):
+            if "train" not in ds:
+                raise UsageError(f"{path}: a DatasetDict without a 'train' split (splits: {', '.join(ds)})")
+            ds = ds["train"]
+        if streaming:
+            ds = ds.to_iterable_dataset()
+    else:
+        kwargs = {"delimiter": "\t"} if path.lower().endswith(".tsv") else {}
+        ds = datasets.load_dataset(fmt, data_files=path, split="train", streaming=streaming, **kwargs)
+    text_column = "text" if fmt == "text" else text_column
+    columns = ds.column_names
+    if columns is not None and text_column not in columns:
+        raise UsageError(f"{path}: no text column {text_column!r} (columns: {', '.join(columns)})")
+    if text_column != "text":
+        ds = ds.rename_column(text_column, "text")
+    if columns is not None:
+        ds = ds.remove_columns([c for c in columns if c != text_column])
+    ds = ds.filter(lambda batch: [bool(t and t.strip()) for t in batch["text"]], batched=True)
+    if not streaming and len(ds) == 0:
+        raise UsageError(f"{path}: no documents")
+    return ds

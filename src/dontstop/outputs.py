@@ -1,0 +1,44 @@
+"""Output directories (never overwritten without asking), JSON files, and where a named model lives."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+
+from .errors import UsageError
+
+
+def check_output_dir(path: str, overwrite: bool) -> None:
+    """Refuse a non-empty output directory unless the user asked to overwrite it."""
+    if os.path.isfile(path):
+        raise UsageError(f"--output_dir {path} is a file")
+    if os.path.isdir(path) and os.listdir(path) and not overwrite:
+        raise UsageError(f"--output_dir {path} is not empty: pass --overwrite_output_dir to write into it, "
+                         "or --resume_from_checkpoint last to continue")
+
+
+def write_json(path: str, obj) -> None:
+    """Write JSON atomically: a reader never sees a half-written file."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, ensure_ascii=False, default=str)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def resolve_model_path(name: str) -> str:
+    """`pkg:NAME` is the model directory shipped inside the installed Python package NAME (its `model/` folder,
+    or the package folder itself); anything else is returned as is (a hub id or a local directory)."""
+    if not name.startswith("pkg:"):
+        return name
+    package = name[len("pkg:") :]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise UsageError(f"{name}: no installed Python package {package!r} (pip install {package.replace('_', '-')})")
+    root = list(spec.submodule_search_locations)[0]
+    for candidate in (os.path.join(root, "model"), root):
+        if os.path.exists(os.path.join(candidate, "config.json")):
+            return candidate
+    raise UsageError(f"{name}: package {package!r} holds no model (no config.json in it or in its model/ folder)")

