@@ -79,6 +79,7 @@ def build_tiny_model(kind: str, directory, with_head: bool = True):
         RobertaConfig,
     )
 
+    directory = str(directory)
     os.makedirs(directory, exist_ok=True)
     torch.manual_seed(0)
     tokenizer = _bert_tokenizer(directory) if kind in ("bert", "distilbert") else _bpe_tokenizer(kind, directory)

@@ -273,16 +273,18 @@ class StreamingBlocks(torch.utils.data.IterableDataset):
         buffer: list[int] = []
         for path in self.paths:
             stream = load_corpus(path, self.text_column, streaming=True)
-            for record in stream:
-                ids = self.tokenizer(record["text"], add_special_tokens=False)["input_ids"]
-                if buffer and self.framing.suffix:
-                    buffer.append(self.framing.separator)
-                buffer.extend(ids)
-                if not self.framing.suffix:
-                    buffer.append(self.framing.separator)
-                while len(buffer) >= self.content:
-                    yield buffer[: self.content]
-                    del buffer[: self.content]
+            # `.iter()` rather than `for record in stream`: inside a dataloader worker, datasets would otherwise hand
+            # each worker a different shard, while every worker here must see the whole stream to cut it the same way.
+            for batch in stream.iter(batch_size=256):
+                for ids in self.tokenizer(batch["text"], add_special_tokens=False)["input_ids"]:
+                    if buffer and self.framing.suffix:
+                        buffer.append(self.framing.separator)
+                    buffer.extend(ids)
+                    if not self.framing.suffix:
+                        buffer.append(self.framing.separator)
+                    while len(buffer) >= self.content:
+                        yield buffer[: self.content]
+                        del buffer[: self.content]
         if buffer:
             yield buffer
 

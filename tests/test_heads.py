@@ -1,0 +1,97 @@
+"""The masked-only MLM head gives the loss and gradients of the standard path; objectives are inferred."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import (
+    AlbertConfig,
+    AutoModelForMaskedLM,
+    BertConfig,
+    DebertaV2Config,
+    DistilBertConfig,
+    GPT2Config,
+    LlamaConfig,
+    ModernBertConfig,
+    RobertaConfig,
+    XLMRobertaConfig,
+)
+
+from dontstop.heads import MLM_HEADS, infer_objective, masked_lm_loss_sum
+
+VOCAB = 97
+COMMON = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+              max_position_embeddings=64, pad_token_id=0)
+
+CONFIGS = {
+    "bert": lambda: BertConfig(**COMMON),
+    "roberta": lambda: RobertaConfig(**{**COMMON, "max_position_embeddings": 70}, bos_token_id=1, eos_token_id=2),
+    "xlm-roberta": lambda: XLMRobertaConfig(**{**COMMON, "max_position_embeddings": 70}, bos_token_id=1, eos_token_id=2),
+    "distilbert": lambda: DistilBertConfig(vocab_size=VOCAB, dim=32, n_layers=2, n_heads=2, hidden_dim=64,
+                                           max_position_embeddings=64, pad_token_id=0),
+    "deberta-v2": lambda: DebertaV2Config(**COMMON, relative_attention=True, position_buckets=8,
+                                          pos_att_type=["p2c", "c2p"]),
+    "modernbert": lambda: ModernBertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2,
+                                           num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
+                                           pad_token_id=0, global_attn_every_n_layers=1, local_attention=16),
+    "albert": lambda: AlbertConfig(**COMMON, embedding_size=16),
+}
+
+
+def batch(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(5, VOCAB, (3, 24), generator=g)
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[2, 18:] = 0
+    labels = torch.where(torch.rand(input_ids.shape, generator=g) < 0.2, input_ids, torch.full_like(input_ids, -100))
+    labels[attention_mask == 0] = -100
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+@pytest.mark.parametrize("model_type", sorted(CONFIGS))
+def test_masked_only_head_matches_standard_path(model_type):
+    assert model_type in MLM_HEADS
+    torch.manual_seed(0)
+    model = AutoModelForMaskedLM.from_config(CONFIGS[model_type](), attn_implementation="eager")
+    model.eval()  # no dropout, so both passes see the same network
+    inputs = batch()
+    n = (inputs["labels"] != -100).sum()
+
+    standard = model(**inputs).loss
+    standard.backward()
+    standard_grads = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+
+    loss_sum, count, _ = masked_lm_loss_sum(model, MLM_HEADS[model_type], inputs)
+    ours = loss_sum / count
+    ours.backward()
+    assert count == n
+    torch.testing.assert_close(ours, standard, rtol=1e-5, atol=1e-6)
+    grads = {k: p.grad for k, p in model.named_parameters() if p.grad is not None}
+    assert grads.keys() == standard_grads.keys()
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, standard_grads[name], rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_unregistered_architecture_uses_the_full_forward():
+    torch.manual_seed(0)
+    model = AutoModelForMaskedLM.from_config(CONFIGS["bert"]())
+    model.eval()
+    inputs = batch(1)
+    loss_sum, count, _ = masked_lm_loss_sum(model, None, inputs)
+    torch.testing.assert_close(loss_sum / count, model(**inputs).loss, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "config, objective",
+    [
+        (BertConfig(architectures=["BertForMaskedLM"]), "mlm"),
+        (BertConfig(architectures=["BertModel"]), "mlm"),  # sentence encoders: an encoder, so MLM
+        (RobertaConfig(), "mlm"),
+        (GPT2Config(architectures=["GPT2LMHeadModel"]), "clm"),
+        (GPT2Config(), "clm"),
+        (LlamaConfig(architectures=["LlamaForCausalLM"]), "clm"),
+    ],
+)
+def test_objective_is_inferred(config, objective):
+    assert infer_objective(config) == objective
