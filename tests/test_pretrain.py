@@ -29,15 +29,30 @@ def run(*args) -> dict:
 def test_end_to_end_mlm_run_learns_and_writes_a_loadable_model(tiny_bert, corpus, tmp_path):
     out = str(tmp_path / "out")
     general = write_jsonl(tmp_path / "general.jsonl", synthetic_documents(40, seed=9))
-    metrics = run(*pretrain_args(tiny_bert, corpus, out, "--max_steps", "60", "--eval_file", f"general={general}",
-                                 "--eval_steps", "30"))
+    metrics = run(
+        *pretrain_args(
+            tiny_bert,
+            corpus,
+            out,
+            "--max_steps",
+            "60",
+            "--eval_file",
+            f"general={general}",
+            "--eval_steps",
+            "30",
+            "--max_eval_samples",
+            "20",
+        )
+    )
 
     before, after = metrics["before"], metrics["after"]
     for name in ("validation", "general"):
         assert after[f"eval_{name}_loss"] < before[f"eval_{name}_loss"] - 0.2
         assert after[f"eval_{name}_accuracy"] > before[f"eval_{name}_accuracy"]
         assert after[f"eval_{name}_perplexity"] == pytest.approx(torch.tensor(after[f"eval_{name}_loss"]).exp().item())
-    assert any(e.get("step") == 30 and "eval_validation_loss" in e for e in metrics["history"]), "no eval at --eval_steps"
+    assert any(e.get("step") == 30 and "eval_validation_loss" in e for e in metrics["history"]), (
+        "no eval at --eval_steps"
+    )
 
     initial, trained = weights(tiny_bert), weights(out)
     changed = [k for k in initial if not torch.equal(initial[k], trained[k])]
@@ -61,7 +76,12 @@ def test_paper_defaults_are_the_training_defaults(tiny_bert, corpus, tmp_path):
 
     args = PretrainingArguments(output_dir=str(tmp_path))
     assert (args.warmup_steps, args.weight_decay, args.adam_beta1, args.adam_beta2, args.adam_epsilon) == (
-        0.06, 0.01, 0.9, 0.98, 1e-6)
+        0.06,
+        0.01,
+        0.9,
+        0.98,
+        1e-6,
+    )
 
 
 def test_causal_lm_run(tiny_gpt2, corpus, tmp_path):
@@ -85,8 +105,10 @@ def test_fresh_model_from_config(tiny_bert, corpus, tmp_path):
     args += ["--tokenizer_name", tiny_bert]
     metrics = run(*args)
     assert "head_warmup" not in metrics
-    assert not torch.equal(weights(out)["bert.embeddings.word_embeddings.weight"],
-                           weights(tiny_bert)["bert.embeddings.word_embeddings.weight"])
+    assert not torch.equal(
+        weights(out)["bert.embeddings.word_embeddings.weight"],
+        weights(tiny_bert)["bert.embeddings.word_embeddings.weight"],
+    )
 
 
 def test_line_by_line_run(tiny_bert, corpus, tmp_path):
@@ -99,8 +121,9 @@ def test_streaming_run_needs_max_steps_and_trains(tiny_bert, corpus, tmp_path):
     out = str(tmp_path / "out")
     assert main(["pretrain", *pretrain_args(tiny_bert, corpus, out, "--streaming")]) == 2
     assert not os.path.exists(out)
-    metrics = run(*pretrain_args(tiny_bert, corpus, out, "--streaming", "--max_steps", "12",
-                                 "--validation_file", corpus))
+    metrics = run(
+        *pretrain_args(tiny_bert, corpus, out, "--streaming", "--max_steps", "12", "--validation_file", corpus)
+    )
     assert max(e.get("step", 0) for e in metrics["history"]) == 12
     assert metrics["after"]["eval_validation_loss"] < metrics["before"]["eval_validation_loss"]
 
@@ -125,9 +148,20 @@ def parse(argv):
 
 def test_resume_continues_exactly(tiny_bert, corpus, tmp_path):
     # 2 epochs of 19 steps: the interruption falls mid-epoch, and dropout and masks both depend on restored state.
-    common = ["--num_train_epochs", "2", "--save_strategy", "steps", "--save_steps", "15",
-              "--gradient_accumulation_steps", "2", "--validation_split_percentage", "0",
-              "--per_device_train_batch_size", "4"]  # later flags win over pretrain_args' defaults
+    common = [
+        "--num_train_epochs",
+        "2",
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "15",
+        "--gradient_accumulation_steps",
+        "2",
+        "--validation_split_percentage",
+        "0",
+        "--per_device_train_batch_size",
+        "4",
+    ]  # later flags win over pretrain_args' defaults
     straight = str(tmp_path / "straight")
     run_pretrain(*parse(pretrain_args(tiny_bert, corpus, straight, *common)))
 
@@ -148,21 +182,36 @@ def test_same_seed_same_weights_whatever_the_worker_count(tiny_bert, corpus, tmp
     results = []
     for workers in ("0", "2"):
         out = str(tmp_path / f"w{workers}")
-        run(*pretrain_args(tiny_bert, corpus, out, "--max_steps", "12", "--dataloader_num_workers", workers,
-                           "--validation_split_percentage", "0"))
+        run(
+            *pretrain_args(
+                tiny_bert,
+                corpus,
+                out,
+                "--max_steps",
+                "12",
+                "--dataloader_num_workers",
+                workers,
+                "--validation_split_percentage",
+                "0",
+            )
+        )
         results.append(weights(out))
     for name in results[0]:
         assert torch.equal(results[0][name], results[1][name]), name
     other = str(tmp_path / "other-seed")
-    run(*pretrain_args(tiny_bert, corpus, other, "--max_steps", "12", "--validation_split_percentage", "0",
-                       "--data_seed", "99"))
+    run(
+        *pretrain_args(
+            tiny_bert, corpus, other, "--max_steps", "12", "--validation_split_percentage", "0", "--data_seed", "99"
+        )
+    )
     assert not torch.equal(results[0]["cls.predictions.bias"], weights(other)["cls.predictions.bias"])
 
 
 def test_headless_checkpoint_warms_up_the_new_head_alone(tiny_bert_headless, corpus, tmp_path):
     only_warmup = str(tmp_path / "warmup")
-    metrics = run(*pretrain_args(tiny_bert_headless, corpus, only_warmup, "--max_steps", "6",
-                                 "--head_warmup_steps", "6"))
+    metrics = run(
+        *pretrain_args(tiny_bert_headless, corpus, only_warmup, "--max_steps", "6", "--head_warmup_steps", "6")
+    )
     warm = metrics["head_warmup"]
     assert warm["steps"] == 6
     assert set(warm["new_parameters"]) >= {"cls.predictions.transform.dense.weight", "cls.predictions.bias"}
@@ -172,13 +221,17 @@ def test_headless_checkpoint_warms_up_the_new_head_alone(tiny_bert_headless, cor
         if name.startswith("pooler"):
             continue
         assert torch.equal(tensor, trained[f"bert.{name}"]), f"{name} moved during head warm-up"
-    assert not torch.equal(trained["cls.predictions.transform.dense.weight"],
-                           AutoModelForMaskedLM.from_pretrained(tiny_bert_headless).cls.predictions.transform.dense.weight)
+    assert not torch.equal(
+        trained["cls.predictions.transform.dense.weight"],
+        AutoModelForMaskedLM.from_pretrained(tiny_bert_headless).cls.predictions.transform.dense.weight,
+    )
 
     full = str(tmp_path / "full")
     run(*pretrain_args(tiny_bert_headless, corpus, full, "--max_steps", "8", "--head_warmup_steps", "4"))
-    assert not torch.equal(original["encoder.layer.0.attention.self.query.weight"],
-                           weights(full)["bert.encoder.layer.0.attention.self.query.weight"])
+    assert not torch.equal(
+        original["encoder.layer.0.attention.self.query.weight"],
+        weights(full)["bert.encoder.layer.0.attention.self.query.weight"],
+    )
 
 
 def test_streaming_blocks_are_the_same_whatever_the_worker_count(tiny_bert, corpus):
@@ -190,12 +243,60 @@ def test_streaming_blocks_are_the_same_whatever_the_worker_count(tiny_bert, corp
     seen = []
     for workers in (0, 2):
         blocks = StreamingBlocks([corpus], tokenizer, Framing.from_tokenizer(tokenizer), 32, batch_size=4)
-        loader = torch.utils.data.DataLoader(blocks, batch_size=4, num_workers=workers,
-                                             collate_fn=lambda f: [(x["idx"], x["input_ids"].tolist()) for x in f])
+        loader = torch.utils.data.DataLoader(
+            blocks,
+            batch_size=4,
+            num_workers=workers,
+            collate_fn=lambda f: [(x["idx"], x["input_ids"].tolist()) for x in f],
+        )
         seen.append([item for batch in loader for item in batch])
     assert seen[0] == seen[1]
     assert [idx for idx, _ in seen[0]] == list(range(len(seen[0])))
     assert all(len(ids) == 32 for _, ids in seen[0][:-1])
+
+
+def test_head_warmup_without_held_out_sets(tiny_bert_headless, corpus, tmp_path):
+    out = str(tmp_path / "out")
+    metrics = run(
+        *pretrain_args(
+            tiny_bert_headless,
+            corpus,
+            out,
+            "--max_steps",
+            "3",
+            "--head_warmup_steps",
+            "1",
+            "--validation_split_percentage",
+            "0",
+        )
+    )
+    assert metrics["head_warmup"]["eval_after_warmup"] is None and "after" not in metrics
+
+
+def test_seed_fixes_the_new_head_initialisation(tiny_bert_headless, corpus, tmp_path):
+    heads = []
+    for name, seed in (("a", "1"), ("b", "1"), ("c", "2")):
+        out = str(tmp_path / name)
+        run(
+            *pretrain_args(
+                tiny_bert_headless,
+                corpus,
+                out,
+                "--max_steps",
+                "1",
+                "--head_warmup_steps",
+                "1",
+                "--learning_rate",
+                "1e-30",
+                "--seed",
+                seed,
+                "--validation_split_percentage",
+                "0",
+            )
+        )
+        heads.append(weights(out)["cls.predictions.transform.dense.weight"])
+    assert torch.equal(heads[0], heads[1])
+    assert not torch.equal(heads[0], heads[2])
 
 
 def test_head_warmup_default_is_derived():

@@ -63,7 +63,9 @@ def test_framing_follows_the_tokenizer(request, fixture, prefix, suffix):
     tokenizer = AutoTokenizer.from_pretrained(request.getfixturevalue(fixture))
     framing = Framing.from_tokenizer(tokenizer)
     assert (len(framing.prefix), len(framing.suffix)) == (prefix, suffix)
-    assert framing.separator == (tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id)
+    assert framing.separator == (
+        tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+    )
 
 
 def test_split_is_by_document_seeded_and_disjoint():
@@ -80,8 +82,10 @@ def test_tokenization_is_cached_and_reused(tiny_bert, corpus, monkeypatch):
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
     first = tokenize_corpus(corpus, tokenizer)
     assert first.num_documents == 300
-    assert first.document(0).tolist() == tokenizer(
-        corpus_module.load_corpus(corpus)[0]["text"], add_special_tokens=False)["input_ids"]
+    assert (
+        first.document(0).tolist()
+        == tokenizer(corpus_module.load_corpus(corpus)[0]["text"], add_special_tokens=False)["input_ids"]
+    )
 
     def no_reading(*args, **kwargs):
         raise AssertionError("the cached corpus was tokenized again")

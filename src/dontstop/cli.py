@@ -32,13 +32,16 @@ def stage_parser(dataclass_types, **kwargs):
     from transformers import HfArgumentParser
 
     parser = HfArgumentParser(dataclass_types, formatter_class=HelpFormatter, **kwargs)
-    parser.add_argument("--config", metavar="FILE.yaml",
-                        help="Options from a YAML file (keys are option names); options on the command line win.")
+    parser.add_argument(
+        "--config",
+        metavar="FILE.yaml",
+        help="Options from a YAML file (keys are option names); options on the command line win.",
+    )
     return parser
 
 
 def parse_with_config(parser, argv: list[str]):
-    """Parse `argv` into the parser's dataclasses; a `--config` YAML supplies defaults that the command line overrides."""
+    """Parse `argv` into the parser's dataclasses; `--config` YAML gives defaults that the command line overrides."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config")
     known, _ = pre.parse_known_args(argv)
@@ -73,8 +76,13 @@ def parse_with_config(parser, argv: list[str]):
 
 def top_level_help() -> str:
     width = max(map(len, STAGES))
-    lines = ["usage: dontstop <stage> [options]    (dontstop <stage> --help for a stage's options and examples)", "",
-             "Continued pretraining (DAPT/TAPT) of language models, measured.", "", "stages:"]
+    lines = [
+        "usage: dontstop <stage> [options]    (dontstop <stage> --help for a stage's options and examples)",
+        "",
+        "Continued pretraining (DAPT/TAPT) of language models, measured.",
+        "",
+        "stages:",
+    ]
     lines += [f"  {name:<{width}}  {summary}" for name, (_, summary) in STAGES.items()]
     return "\n".join(lines)
 

@@ -17,7 +17,14 @@ from .errors import UsageError
 
 logger = logging.getLogger(__name__)
 
-SUFFIX_BUILDERS = {".txt": "text", ".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
+SUFFIX_BUILDERS = {
+    ".txt": "text",
+    ".jsonl": "json",
+    ".json": "json",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".parquet": "parquet",
+}
 # Reading a huge file twice to validate it would double start-up; streaming runs check this many lines up front.
 STREAMING_CHECK_LINES = 10_000
 

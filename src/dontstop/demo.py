@@ -33,23 +33,35 @@ def results_table(metrics: dict) -> str:
     for name, label in (("validation", "software (domain)"), ("general", "books (general)")):
         key = f"eval_{name}_loss"
         reference = warm.get(key, before.get(key))
-        rows.append((label, f"{before.get(key, float('nan')):.3f}", f"{warm.get(key, float('nan')):.3f}",
-                     f"{after[key]:.3f}", f"{after[key] - reference:+.3f}"))
+        rows.append(
+            (
+                label,
+                f"{before.get(key, float('nan')):.3f}",
+                f"{warm.get(key, float('nan')):.3f}",
+                f"{after[key]:.3f}",
+                f"{after[key] - reference:+.3f}",
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows)
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows)
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="dontstop demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="example:\n  dontstop demo --max_steps 40   # a shorter run")
+    parser = argparse.ArgumentParser(
+        prog="dontstop demo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  dontstop demo --max_steps 40   # a shorter run",
+    )
     _, passthrough = parser.parse_known_args(argv)
     from .cli import parse_with_config
     from .pretrain import make_parser, run_pretrain
 
     root = find_repository_root()
     os.chdir(root)
-    model_args, data_args, masking_args, training_args = parse_with_config(make_parser(), ["--config", CONFIG, *passthrough])
+    model_args, data_args, masking_args, training_args = parse_with_config(
+        make_parser(), ["--config", CONFIG, *passthrough]
+    )
     # The demo owns its output directory: a previous demo run there is replaced, anything else is left alone.
     output_dir = training_args.output_dir
     if os.path.exists(os.path.join(output_dir, "dontstop_config.json")):

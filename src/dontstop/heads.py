@@ -62,7 +62,6 @@ def _albert_head(model, hidden):
     return model.predictions(hidden)
 
 
-
 def masked_only_head(model: nn.Module) -> Callable[[nn.Module, torch.Tensor], torch.Tensor] | None:
     head = MLM_HEADS.get(model.config.model_type)
     if head is None:
@@ -73,7 +72,9 @@ def masked_only_head(model: nn.Module) -> Callable[[nn.Module, torch.Tensor], to
     return head
 
 
-def masked_lm_loss_sum(model: nn.Module, head, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def masked_lm_loss_sum(
+    model: nn.Module, head, inputs: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(summed loss, number of predicted tokens, number predicted correctly) for one batch.
 
     With a registered head only labelled positions reach it; otherwise the model's forward computes all logits.
@@ -92,7 +93,9 @@ def masked_lm_loss_sum(model: nn.Module, head, inputs: dict[str, torch.Tensor]) 
     return loss, targets.numel(), correct
 
 
-def causal_lm_loss_sum(model: nn.Module, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def causal_lm_loss_sum(
+    model: nn.Module, inputs: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(summed next-token loss, number of predicted tokens, number predicted correctly) for one batch."""
     labels = inputs["labels"]
     features = {k: v for k, v in inputs.items() if k != "labels"}

@@ -42,7 +42,10 @@ class EpochSampler(torch.utils.data.Sampler):
             return order
         window = self.batch_size * 50
         order = np.concatenate(
-            [chunk[np.argsort(-self.lengths[chunk], kind="stable")] for chunk in np.split(order, range(window, self.n, window))]
+            [
+                chunk[np.argsort(-self.lengths[chunk], kind="stable")]
+                for chunk in np.split(order, range(window, self.n, window))
+            ]
         )
         batches = np.split(order, range(self.batch_size, self.n, self.batch_size))
         return np.concatenate([batches[i] for i in rng.permutation(len(batches))])
@@ -65,10 +68,8 @@ class EpochIndexed(torch.utils.data.Dataset):
         epoch, i = divmod(int(k), len(self.dataset))
         return {**self.dataset[i], "idx": i, "epoch": epoch}
 
-    def __getattr__(self, name):  # lengths(), num_tokens, ... of the wrapped dataset
-        if name == "dataset":
-            raise AttributeError(name)
-        return getattr(self.dataset, name)
+    def lengths(self) -> np.ndarray:
+        return self.dataset.lengths()
 
 
 def pad_batch(features: list[dict], pad_id: int, pad_to_multiple_of: int | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -103,14 +104,20 @@ class MaskedLMCollator:
     def __post_init__(self):
         if not 0 < self.mlm_probability < 1:
             raise ValueError(f"--mlm_probability must be in (0, 1), got {self.mlm_probability}")
-        if self.mask_replace_prob < 0 or self.random_replace_prob < 0 or self.mask_replace_prob + self.random_replace_prob > 1:
+        if (
+            self.mask_replace_prob < 0
+            or self.random_replace_prob < 0
+            or self.mask_replace_prob + self.random_replace_prob > 1
+        ):
             raise ValueError("--mask_replace_prob and --random_replace_prob must be >= 0 and sum to at most 1")
         self._special = np.array(sorted(self.special_ids), dtype=np.int64)
 
     @classmethod
     def from_tokenizer(cls, tokenizer, vocab_size: int, **kwargs) -> MaskedLMCollator:
         if tokenizer.mask_token_id is None:
-            raise ValueError(f"{tokenizer.name_or_path}: the tokenizer has no mask token, so it cannot train a masked LM")
+            raise ValueError(
+                f"{tokenizer.name_or_path}: the tokenizer has no mask token, so it cannot train a masked LM"
+            )
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.mask_token_id
         return cls(tokenizer.mask_token_id, pad, vocab_size, frozenset(tokenizer.all_special_ids), **kwargs)
 
@@ -124,7 +131,9 @@ class MaskedLMCollator:
         labels = np.where(chosen, ids, -100)
         out = ids.copy()
         to_mask = chosen & (how < self.mask_replace_prob)
-        to_random = chosen & (how >= self.mask_replace_prob) & (how < self.mask_replace_prob + self.random_replace_prob)
+        to_random = (
+            chosen & (how >= self.mask_replace_prob) & (how < self.mask_replace_prob + self.random_replace_prob)
+        )
         out[to_mask] = self.mask_token_id
         out[to_random] = random_tokens[to_random]
         return out, labels

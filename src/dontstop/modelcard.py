@@ -21,16 +21,21 @@ def loss_table(metrics: dict) -> list[str]:
     names = sorted({k[len("eval_") : -len("_loss")] for k in after if k.endswith("_loss")})
     if not names:
         return ["No held-out set was evaluated."]
-    header = "| held-out set | tokens | loss before |" + (" loss after head warm-up |" if warm else "") + \
-             " loss after | perplexity after | masked/next-token accuracy after |"
+    header = (
+        "| held-out set | tokens | loss before |"
+        + (" loss after head warm-up |" if warm else "")
+        + " loss after | perplexity after | masked/next-token accuracy after |"
+    )
     rows = [header, "|" + "---|" * (header.count("|") - 1)]
     for name in names:
         key = f"eval_{name}"
         row = f"| {name} | {_fmt(after.get(f'{key}_tokens'))} | {_fmt(before.get(f'{key}_loss'))} |"
         if warm:
             row += f" {_fmt(warm.get(f'{key}_loss'))} |"
-        row += f" {_fmt(after.get(f'{key}_loss'))} | {_fmt(after.get(f'{key}_perplexity'))} |" \
-               f" {_fmt(after.get(f'{key}_accuracy'))} |"
+        row += (
+            f" {_fmt(after.get(f'{key}_loss'))} | {_fmt(after.get(f'{key}_perplexity'))} |"
+            f" {_fmt(after.get(f'{key}_accuracy'))} |"
+        )
         rows.append(row)
     return rows
 
@@ -41,6 +46,8 @@ def write_model_card(output_dir, model_args, data_args, masking_args, training_a
     auto = "AutoModelForMaskedLM" if objective == "mlm" else "AutoModelForCausalLM"
     task = "fill-mask" if objective == "mlm" else "text-generation"
     train = metrics.get("train", {})
+    layout = "one example per document" if data_args.line_by_line else "documents packed into full blocks"
+    steps = max((entry.get("step", 0) for entry in metrics.get("history", [])), default=0)
     lines = [
         "---",
         "library_name: transformers",
@@ -51,7 +58,7 @@ def write_model_card(output_dir, model_args, data_args, masking_args, training_a
         f"# Continued pretraining of `{base}`",
         "",
         f"Trained with `dontstop pretrain` ({'masked' if objective == 'mlm' else 'causal'} language modelling, "
-        f"sequences of {metrics['max_seq_length']} tokens, {'one example per document' if data_args.line_by_line else 'documents packed into full blocks'}).",
+        f"sequences of {metrics['max_seq_length']} tokens, {layout}).",
         "",
         "```python",
         f"from transformers import {auto}, AutoTokenizer, pipeline",
@@ -67,8 +74,9 @@ def write_model_card(output_dir, model_args, data_args, masking_args, training_a
     if metrics.get("head_warmup"):
         warm = metrics["head_warmup"]
         lines += [
-            f"The checkpoint had no weights for {len(warm['new_parameters'])} head tensors; they were trained alone for "
-            f"{warm['steps']} steps before the whole model trained. The 'before' loss is that of a random head.",
+            f"The checkpoint had no weights for {len(warm['new_parameters'])} head tensors; they were trained "
+            f"alone for {warm['steps']} steps before the whole model trained. The 'before' loss is that of a random "
+            "head; the loss after the head warm-up is what the unchanged encoder already knew.",
             "",
         ]
     lines += ["## Corpora", "", "| role | path | documents | tokens |", "|---|---|---|---|"]
@@ -77,22 +85,30 @@ def write_model_card(output_dir, model_args, data_args, masking_args, training_a
     for name, entry in corpus_stats["eval"].items():
         lines.append(f"| eval: {name} | `{entry['path']}` | {_fmt(entry['documents'])} | {_fmt(entry['tokens'])} |")
     args = training_args
+    schedule = getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)
     lines += [
         "",
         "## Hyperparameters",
         "",
-        f"- steps: {_fmt(train.get('global_step', metrics['history'][-1].get('step') if metrics.get('history') else None))}, "
-        f"epochs: {_fmt(train.get('epoch'))}, max_steps: {args.max_steps}, num_train_epochs: {args.num_train_epochs}",
-        f"- batch size per device: {args.per_device_train_batch_size}, gradient accumulation: {args.gradient_accumulation_steps}",
-        f"- learning rate: {args.learning_rate}, schedule: {args.lr_scheduler_type}, warm-up: {args.warmup_steps}",
-        f"- AdamW betas: ({args.adam_beta1}, {args.adam_beta2}), epsilon: {args.adam_epsilon}, weight decay: {args.weight_decay}",
+        f"- steps: {steps:,}, epochs: {_fmt(train.get('epoch'))}",
+        f"- batch size per device: {args.per_device_train_batch_size}, "
+        f"gradient accumulation: {args.gradient_accumulation_steps}",
+        f"- learning rate: {args.learning_rate}, schedule: {schedule}, warm-up: {args.warmup_steps}",
+        f"- AdamW betas: ({args.adam_beta1}, {args.adam_beta2}), epsilon: {args.adam_epsilon}, "
+        f"weight decay: {args.weight_decay}",
         f"- seed: {args.seed}",
     ]
     if objective == "mlm":
-        lines.append(f"- masking: tokens, rate {masking_args.mlm_probability}, replaced by mask/random/kept "
-                     f"{masking_args.mask_replace_prob}/{masking_args.random_replace_prob}/"
-                     f"{1 - masking_args.mask_replace_prob - masking_args.random_replace_prob:.2f}; no next-sentence prediction")
-    lines += [f"- training wall time: {_fmt(train.get('train_runtime'))} s", "",
-              "Every setting is in `dontstop_config.json`; every logged metric in `metrics.json`.", ""]
+        lines.append(
+            f"- masking: tokens, rate {masking_args.mlm_probability}, replaced by mask/random/kept "
+            f"{masking_args.mask_replace_prob}/{masking_args.random_replace_prob}/"
+            f"{1 - masking_args.mask_replace_prob - masking_args.random_replace_prob:.2f}; no next-sentence prediction"
+        )
+    lines += [
+        f"- training wall time: {_fmt(train.get('train_runtime'))} s",
+        "",
+        "Every setting is in `dontstop_config.json`; every logged metric in `metrics.json`.",
+        "",
+    ]
     with open(os.path.join(output_dir, "README.md"), "w", encoding="utf-8") as f:
         f.write("\n".join(lines))

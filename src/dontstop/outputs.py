@@ -14,8 +14,10 @@ def check_output_dir(path: str, overwrite: bool) -> None:
     if os.path.isfile(path):
         raise UsageError(f"--output_dir {path} is a file")
     if os.path.isdir(path) and os.listdir(path) and not overwrite:
-        raise UsageError(f"--output_dir {path} is not empty: pass --overwrite_output_dir to write into it, "
-                         "or --resume_from_checkpoint last to continue")
+        raise UsageError(
+            f"--output_dir {path} is not empty: pass --overwrite_output_dir to write into it, "
+            "or --resume_from_checkpoint last to continue"
+        )
 
 
 def write_json(path: str, obj) -> None:

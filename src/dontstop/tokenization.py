@@ -48,7 +48,9 @@ class Framing:
         start = next(i for i in range(len(framed)) if framed[i : i + len(plain)] == plain)
         separator = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
         if separator is None:
-            raise ValueError(f"{tokenizer.name_or_path}: the tokenizer has neither a sep nor an eos token to separate documents")
+            raise ValueError(
+                f"{tokenizer.name_or_path}: the tokenizer has neither a sep nor an eos token to separate documents"
+            )
         return cls(tuple(framed[:start]), tuple(framed[start + len(plain) :]), separator)
 
     @property
@@ -86,7 +88,7 @@ class TokenizedCorpus:
             return corpora[0]
         ids = np.concatenate([c.ids for c in corpora])
         shifts = np.cumsum([0] + [c.num_tokens for c in corpora[:-1]])
-        offsets = np.concatenate([[0]] + [c.offsets[1:] + s for c, s in zip(corpora, shifts)])
+        offsets = np.concatenate([[0]] + [c.offsets[1:] + s for c, s in zip(corpora, shifts, strict=True)])
         return cls(ids, offsets.astype(np.int64))
 
 
@@ -126,7 +128,9 @@ def tokenize_corpus(
     entry = os.path.join(cache_dir, "tokenized", key)
     if os.path.exists(os.path.join(entry, "done")):
         logger.info("%s: tokenized corpus found in the cache (%s)", path, entry)
-        return TokenizedCorpus(np.load(os.path.join(entry, "ids.npy"), mmap_mode="r"), np.load(os.path.join(entry, "offsets.npy")))
+        return TokenizedCorpus(
+            np.load(os.path.join(entry, "ids.npy"), mmap_mode="r"), np.load(os.path.join(entry, "offsets.npy"))
+        )
 
     dataset = load_corpus(path, text_column)
 
@@ -180,7 +184,9 @@ class PackedBlocks(torch.utils.data.Dataset):
         self.framing = framing
         self.content = max_seq_length - framing.overhead
         if self.content < 1:
-            raise ValueError(f"max_seq_length {max_seq_length} leaves no room beside {framing.overhead} special tokens")
+            raise ValueError(
+                f"max_seq_length {max_seq_length} leaves no room beside {framing.overhead} special tokens"
+            )
         # Insert the separator after every document: one vectorised pass, then blocks are plain slices.
         docs = corpus.num_documents
         lengths = np.diff(corpus.offsets)
@@ -254,8 +260,15 @@ class StreamingBlocks(torch.utils.data.IterableDataset):
     from workers in turn, so the batches are the same whatever the number of workers.
     """
 
-    def __init__(self, paths: list[str], tokenizer, framing: Framing, max_seq_length: int, batch_size: int,
-                 text_column: str = "text"):
+    def __init__(
+        self,
+        paths: list[str],
+        tokenizer,
+        framing: Framing,
+        max_seq_length: int,
+        batch_size: int,
+        text_column: str = "text",
+    ):
         self.paths = paths
         self.tokenizer = tokenizer
         self.framing = framing
@@ -294,4 +307,8 @@ class StreamingBlocks(torch.utils.data.IterableDataset):
         prefix, suffix = list(self.framing.prefix), list(self.framing.suffix)
         for index, chunk in enumerate(tqdm(self._blocks(), desc="Streaming blocks", disable=worker != 0, leave=False)):
             if (index // self.batch_size) % workers == worker:
-                yield {"input_ids": np.asarray(prefix + chunk + suffix, dtype=np.int32), "idx": index, "epoch": self.epoch}
+                yield {
+                    "input_ids": np.asarray(prefix + chunk + suffix, dtype=np.int32),
+                    "idx": index,
+                    "epoch": self.epoch,
+                }
