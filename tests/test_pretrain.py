@@ -316,3 +316,34 @@ def test_non_empty_output_dir_is_never_overwritten_without_asking(tiny_bert, cor
     run(*pretrain_args(tiny_bert, corpus, str(out), "--max_steps", "2", "--overwrite_output_dir"))
     assert (out / "precious.txt").read_text() == "keep me"
     assert (out / "model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_two_process_ddp_run_with_head_warmup(tiny_bert_headless, corpus, tmp_path):
+    """`torchrun -m dontstop pretrain` on CPU (gloo): the same command as one process, the encoder frozen during the
+    head warm-up on every rank, and a model written once."""
+    import subprocess
+    import sys
+
+    warmup_only = str(tmp_path / "warmup")
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+               "-m", "dontstop", "pretrain",
+               *pretrain_args(tiny_bert_headless, corpus, warmup_only, "--max_steps", "4", "--head_warmup_steps", "4")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    original, trained = weights(tiny_bert_headless), weights(warmup_only)
+    for name, tensor in original.items():
+        if not name.startswith("pooler"):
+            assert torch.equal(tensor, trained[f"bert.{name}"]), f"{name} moved during head warm-up"
+
+    full = str(tmp_path / "full")
+    command[command.index(warmup_only)] = full
+    command[command.index("--max_steps") + 1] = "6"
+    command[command.index("--head_warmup_steps") + 1] = "2"
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not torch.equal(original["encoder.layer.0.attention.self.query.weight"],
+                           weights(full)["bert.encoder.layer.0.attention.self.query.weight"])
+    with open(os.path.join(full, "metrics.json")) as f:
+        assert json.load(f)["after"]["eval_validation_loss"] > 0
