@@ -68,7 +68,7 @@ def _bpe_tokenizer(kind: str, directory):
     return GPT2Tokenizer(**files, model_max_length=128)
 
 
-def build_tiny_model(kind: str, directory, with_head: bool = True):
+def build_tiny_model(kind: str, directory, with_head: bool = True, dropout: bool = True):
     """Save a tiny randomly initialised model + tokenizer to `directory` and return the path."""
     import torch
     from transformers import (
@@ -95,6 +95,8 @@ def build_tiny_model(kind: str, directory, with_head: bool = True):
     )
     if kind == "bert":
         config = BertConfig(**small, pad_token_id=tokenizer.pad_token_id)
+        if not dropout:
+            config.hidden_dropout_prob = config.attention_probs_dropout_prob = 0.0
     elif kind == "roberta":
         config = RobertaConfig(
             **{**small, "max_position_embeddings": 132},
@@ -141,6 +143,11 @@ def tiny_bert(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_bert_headless(tmp_path_factory):
     return build_tiny_model("bert", tmp_path_factory.mktemp("tiny-bert-headless"), with_head=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_no_dropout(tmp_path_factory):
+    return build_tiny_model("bert", tmp_path_factory.mktemp("tiny-bert-no-dropout"), dropout=False)
 
 
 @pytest.fixture(scope="session")

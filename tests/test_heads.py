@@ -17,7 +17,7 @@ from transformers import (
     XLMRobertaConfig,
 )
 
-from dontstop.heads import MLM_HEADS, infer_objective, masked_lm_loss_sum
+from dontstop.heads import MLM_HEADS, infer_objective, masked_lm_loss_sum, use_masked_only_head
 
 VOCAB = 97
 COMMON = dict(
@@ -81,7 +81,8 @@ def test_masked_only_head_matches_standard_path(model_type):
     standard_grads = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
     model.zero_grad()
 
-    loss_sum, count, _ = masked_lm_loss_sum(model, MLM_HEADS[model_type], inputs)
+    restore = use_masked_only_head(model, MLM_HEADS[model_type])
+    loss_sum, count, _ = masked_lm_loss_sum(model, inputs, masked_only=True)
     ours = loss_sum / count
     ours.backward()
     assert count == n
@@ -90,6 +91,8 @@ def test_masked_only_head_matches_standard_path(model_type):
     assert grads.keys() == standard_grads.keys()
     for name, grad in grads.items():
         torch.testing.assert_close(grad, standard_grads[name], rtol=1e-5, atol=1e-7, msg=name)
+    restore()
+    torch.testing.assert_close(model(**inputs).loss, standard)  # the model's own forward is back
 
 
 def test_unregistered_architecture_uses_the_full_forward():
@@ -97,7 +100,7 @@ def test_unregistered_architecture_uses_the_full_forward():
     model = AutoModelForMaskedLM.from_config(CONFIGS["bert"]())
     model.eval()
     inputs = batch(1)
-    loss_sum, count, _ = masked_lm_loss_sum(model, None, inputs)
+    loss_sum, count, _ = masked_lm_loss_sum(model, inputs, masked_only=False)
     torch.testing.assert_close(loss_sum / count, model(**inputs).loss, rtol=1e-5, atol=1e-6)
 
 

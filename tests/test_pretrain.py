@@ -318,32 +318,63 @@ def test_non_empty_output_dir_is_never_overwritten_without_asking(tiny_bert, cor
     assert (out / "model.safetensors").exists()
 
 
-@pytest.mark.slow
-def test_two_process_ddp_run_with_head_warmup(tiny_bert_headless, corpus, tmp_path):
-    """`torchrun -m dontstop pretrain` on CPU (gloo): the same command as one process, the encoder frozen during the
-    head warm-up on every rank, and a model written once."""
+def torchrun(*args: str, port: int) -> None:
+    """`dontstop pretrain` in 2 processes on CPU (gloo); CPU-only multi-process runs need --use_cpu."""
     import subprocess
     import sys
 
-    warmup_only = str(tmp_path / "warmup")
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-               "-m", "dontstop", "pretrain",
-               *pretrain_args(tiny_bert_headless, corpus, warmup_only, "--max_steps", "4", "--head_warmup_steps", "4")]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(port),
+        "-m",
+        "dontstop",
+        "pretrain",
+        *args,
+        "--use_cpu",
+        "true",
+    ]
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_two_process_ddp_equals_one_process_with_the_global_batch(tiny_bert_no_dropout, corpus, tmp_path):
+    """2 ranks x 8 examples see exactly the examples and masks of one process's batch of 16, so without dropout the
+    weights must agree: gradients are synchronised and the loss is normalised by the global token count."""
+    common = ["--max_steps", "5", "--validation_split_percentage", "0"]
+    ddp = str(tmp_path / "ddp")
+    torchrun(*pretrain_args(tiny_bert_no_dropout, corpus, ddp, *common), port=29533)
+    single = str(tmp_path / "single")
+    run(*pretrain_args(tiny_bert_no_dropout, corpus, single, *common, "--per_device_train_batch_size", "16"))
+    a, b = weights(ddp), weights(single)
+    assert not torch.equal(a["cls.predictions.bias"], weights(tiny_bert_no_dropout)["cls.predictions.bias"])
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.slow
+def test_two_process_head_warmup_freezes_the_encoder_on_every_rank(tiny_bert_headless, corpus, tmp_path):
+    warmup_only = str(tmp_path / "warmup")
+    torchrun(
+        *pretrain_args(tiny_bert_headless, corpus, warmup_only, "--max_steps", "4", "--head_warmup_steps", "4"),
+        port=29534,
+    )
     original, trained = weights(tiny_bert_headless), weights(warmup_only)
     for name, tensor in original.items():
         if not name.startswith("pooler"):
             assert torch.equal(tensor, trained[f"bert.{name}"]), f"{name} moved during head warm-up"
-
     full = str(tmp_path / "full")
-    command[command.index(warmup_only)] = full
-    command[command.index("--max_steps") + 1] = "6"
-    command[command.index("--head_warmup_steps") + 1] = "2"
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert not torch.equal(original["encoder.layer.0.attention.self.query.weight"],
-                           weights(full)["bert.encoder.layer.0.attention.self.query.weight"])
-    with open(os.path.join(full, "metrics.json")) as f:
-        assert json.load(f)["after"]["eval_validation_loss"] > 0
+    torchrun(
+        *pretrain_args(tiny_bert_headless, corpus, full, "--max_steps", "6", "--head_warmup_steps", "2"), port=29535
+    )
+    assert not torch.equal(
+        original["encoder.layer.0.attention.self.query.weight"],
+        weights(full)["bert.encoder.layer.0.attention.self.query.weight"],
+    )

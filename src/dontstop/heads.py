@@ -72,25 +72,51 @@ def masked_only_head(model: nn.Module) -> Callable[[nn.Module, torch.Tensor], to
     return head
 
 
-def masked_lm_loss_sum(
-    model: nn.Module, head, inputs: dict[str, torch.Tensor]
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(summed loss, number of predicted tokens, number predicted correctly) for one batch.
+def use_masked_only_head(model: nn.Module, head) -> Callable[[], None]:
+    """Make `model(**inputs, labels=...)` return {"loss_sum", "count", "correct"} computed on labelled positions only.
 
-    With a registered head only labelled positions reach it; otherwise the model's forward computes all logits.
+    The computation is installed as the model's own forward, so a wrapper (DDP, FSDP, DeepSpeed) that calls the model
+    keeps its bookkeeping (gradient synchronisation, unused-parameter detection). Without labels, and after the
+    returned `restore()`, the model behaves as before.
     """
+    standard = model.forward
+
+    def forward(*args, labels=None, **kwargs):
+        if labels is None:
+            return standard(*args, **kwargs)
+        hidden = model.base_model(*args, **kwargs)[0]
+        selected = labels != -100
+        targets = labels[selected]
+        logits = head(model, hidden[selected])
+        return {
+            "loss_sum": nn.functional.cross_entropy(logits.float(), targets, reduction="sum"),
+            "count": targets.numel(),
+            "correct": (logits.detach().argmax(-1) == targets).sum(),
+        }
+
+    model.forward = forward
+
+    def restore() -> None:
+        del model.forward  # the instance attribute goes; the class's forward shows again
+
+    return restore
+
+
+def masked_lm_loss_sum(model: nn.Module, inputs: dict[str, torch.Tensor], masked_only: bool):
+    """(summed loss, number of predicted tokens, number predicted correctly) for one batch. `model` may be wrapped.
+
+    With `masked_only` the model's forward was replaced by `use_masked_only_head`; otherwise the model's own forward
+    computes logits for every position.
+    """
+    if masked_only:
+        outputs = model(**inputs)
+        return outputs["loss_sum"], outputs["count"], outputs["correct"]
     labels = inputs["labels"]
-    features = {k: v for k, v in inputs.items() if k != "labels"}
     selected = labels != -100
     targets = labels[selected]
-    if head is not None:
-        hidden = model.base_model(**features)[0]
-        logits = head(model, hidden[selected])
-    else:
-        logits = model(**features).logits[selected]
+    logits = model(**{k: v for k, v in inputs.items() if k != "labels"}).logits[selected]
     loss = nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
-    correct = (logits.detach().argmax(-1) == targets).sum()
-    return loss, targets.numel(), correct
+    return loss, targets.numel(), (logits.detach().argmax(-1) == targets).sum()
 
 
 def causal_lm_loss_sum(

@@ -22,7 +22,7 @@ def loss_table(metrics: dict) -> list[str]:
     if not names:
         return ["No held-out set was evaluated."]
     header = (
-        "| held-out set | tokens | loss before |"
+        "| held-out set | predicted tokens | loss before |"
         + (" loss after head warm-up |" if warm else "")
         + " loss after | perplexity after | masked/next-token accuracy after |"
     )

@@ -21,7 +21,7 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from .errors import UsageError
-from .heads import causal_lm_loss_sum, infer_objective, masked_lm_loss_sum, masked_only_head
+from .heads import causal_lm_loss_sum, infer_objective, masked_lm_loss_sum, masked_only_head, use_masked_only_head
 from .masking import CausalLMCollator, EpochIndexed, EpochSampler, MaskedLMCollator
 from .outputs import check_output_dir, resolve_model_path, write_json
 from .tokenization import Framing, LineByLine, PackedBlocks, StreamingBlocks, split_documents, tokenize_corpus
@@ -240,12 +240,14 @@ class PretrainTrainer(Trainer):
     pure), the loss (masked positions only) and evaluation (token-weighted loss, perplexity, masked-token accuracy)."""
 
     def __init__(
-        self, *args, objective: str = "mlm", use_masked_only_head: bool = True, sampler_lengths=None, **kwargs
+        self, *args, objective: str = "mlm", prefer_masked_only_head: bool = True, sampler_lengths=None, **kwargs
     ):
         super().__init__(*args, **kwargs)
         self.objective = objective
         self.sampler_lengths = sampler_lengths
-        self.head = masked_only_head(self.model) if objective == "mlm" and use_masked_only_head else None
+        head = masked_only_head(self.model) if objective == "mlm" and prefer_masked_only_head else None
+        self.masked_only = head is not None
+        self.restore_forward = use_masked_only_head(self.model, head) if head is not None else (lambda: None)
         # Our loss is a sum divided by the number of labelled tokens in the whole accumulated batch, which the
         # Trainer counts only for models that accept loss kwargs; the result is already scaled for accumulation.
         self.model_accepts_loss_kwargs = True
@@ -261,7 +263,7 @@ class PretrainTrainer(Trainer):
 
     def _loss_sum(self, model, inputs):
         if self.objective == "mlm":
-            return masked_lm_loss_sum(model, self.head, inputs)
+            return masked_lm_loss_sum(model, inputs, self.masked_only)
         return causal_lm_loss_sum(model, inputs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -474,7 +476,7 @@ def run_pretrain(
         processing_class=tokenizer,
         callbacks=callbacks,
         objective=objective,
-        use_masked_only_head=model_args.masked_only_head,
+        prefer_masked_only_head=model_args.masked_only_head,
         sampler_lengths=train.lengths() if data_args.line_by_line and isinstance(train, EpochIndexed) else None,
     )
     metrics: dict = {"objective": objective, "max_seq_length": max_seq_length}
@@ -493,6 +495,7 @@ def run_pretrain(
     metrics["history"] = trainer.state.log_history
     metrics["wall_seconds"] = round(time.time() - started, 1)
 
+    trainer.restore_forward()
     trainer.save_model(training_args.output_dir)
     if trainer.is_world_process_zero():
         resolved = {
