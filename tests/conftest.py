@@ -18,6 +18,9 @@ WORDS = (
 ).split()
 
 
+HAN = "".join(dict.fromkeys("我们在北京大学学习自然语言处理深度框架的很好这家酒店服务态度也不错中国人民日报新闻"))
+
+
 def synthetic_documents(n: int, seed: int = 0) -> list[str]:
     """Documents with structure a tiny model can learn: fixed phrases with occasional substitutions."""
     rng = random.Random(seed)
@@ -49,7 +52,7 @@ def corpus(tmp_path):
 def _bert_tokenizer(directory):
     from transformers import BertTokenizer
 
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ","] + sorted(set(WORDS))
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", "，", "。"] + sorted(set(WORDS)) + list(HAN)
     vocab += [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"] + list("abcdefghijklmnopqrstuvwxyz0123456789")
     return BertTokenizer(vocab={token: i for i, token in enumerate(vocab)}, model_max_length=128)
 

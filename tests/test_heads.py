@@ -42,17 +42,7 @@ CONFIGS = {
     "deberta-v2": lambda: DebertaV2Config(
         **COMMON, relative_attention=True, position_buckets=8, pos_att_type=["p2c", "c2p"]
     ),
-    "modernbert": lambda: ModernBertConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        pad_token_id=0,
-        global_attn_every_n_layers=1,
-        local_attention=16,
-    ),
+    "modernbert": lambda: ModernBertConfig(**COMMON, global_attn_every_n_layers=1, local_attention=16),
     "albert": lambda: AlbertConfig(**COMMON, embedding_size=16),
 }
 

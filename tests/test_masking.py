@@ -22,13 +22,13 @@ def sequence(n=200):
 def test_masks_are_a_pure_function_of_seed_epoch_and_index():
     c = collator(seed=5)
     ids = sequence()
-    a, la = c.mask(ids, epoch=1, index=7)
-    b, lb = collator(seed=5).mask(ids, epoch=1, index=7)
-    np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(la, lb)
-    assert not np.array_equal(la, c.mask(ids, epoch=2, index=7)[1])  # fresh masks each epoch
-    assert not np.array_equal(la, c.mask(ids, epoch=1, index=8)[1])
-    assert not np.array_equal(la, collator(seed=6).mask(ids, epoch=1, index=7)[1])
+    a = c.mask(ids, epoch=1, index=7)
+    b = collator(seed=5).mask(ids, epoch=1, index=7)
+    np.testing.assert_array_equal(a.input_ids, b.input_ids)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    assert not np.array_equal(a.labels, c.mask(ids, epoch=2, index=7).labels)  # fresh masks each epoch
+    assert not np.array_equal(a.labels, c.mask(ids, epoch=1, index=8).labels)
+    assert not np.array_equal(a.labels, collator(seed=6).mask(ids, epoch=1, index=7).labels)
 
 
 def test_rate_split_and_special_tokens():
@@ -36,7 +36,8 @@ def test_rate_split_and_special_tokens():
     ids = sequence(500)
     chosen = masked = randomised = kept = maskable = 0
     for index in range(200):
-        out, labels = c.mask(ids, epoch=0, index=index)
+        result = c.mask(ids, epoch=0, index=index)
+        out, labels = result.input_ids, result.labels
         sel = labels != -100
         assert not sel[0] and not sel[-1], "special tokens are never chosen"
         np.testing.assert_array_equal(labels[sel], ids[sel])

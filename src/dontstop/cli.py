@@ -19,6 +19,7 @@ from .errors import UsageError
 # name -> (module, one-line summary). Adding a stage adds a line here and a module; nothing else.
 STAGES = {
     "pretrain": ("dontstop.pretrain", "continue pretraining a masked or causal LM on a domain or task corpus"),
+    "preview": ("dontstop.preview", "show a corpus masked as pretrain would mask it (units, rate, unit lengths)"),
     "demo": ("dontstop.demo", "run the embedded demo: a short DAPT of MiniLM on committed software text"),
 }
 

@@ -100,7 +100,8 @@ def write_model_card(output_dir, model_args, data_args, masking_args, training_a
     ]
     if objective == "mlm":
         lines.append(
-            f"- masking: tokens, rate {masking_args.mlm_probability}, replaced by mask/random/kept "
+            f"- masking: {masking_args.masking} (segmenter {masking_args.segmenter}), "
+            f"rate {masking_args.mlm_probability}, units replaced by mask/random/kept "
             f"{masking_args.mask_replace_prob}/{masking_args.random_replace_prob}/"
             f"{1 - masking_args.mask_replace_prob - masking_args.random_replace_prob:.2f}; no next-sentence prediction"
         )

@@ -24,7 +24,16 @@ from .errors import UsageError
 from .heads import causal_lm_loss_sum, infer_objective, masked_lm_loss_sum, masked_only_head, use_masked_only_head
 from .masking import CausalLMCollator, EpochIndexed, EpochSampler, MaskedLMCollator
 from .outputs import check_output_dir, resolve_model_path, write_json
-from .tokenization import Framing, LineByLine, PackedBlocks, StreamingBlocks, split_documents, tokenize_corpus
+from .segment import Lexicon, check_user_dicts
+from .tokenization import (
+    Framing,
+    LineByLine,
+    PackedBlocks,
+    StreamingBlocks,
+    TokenizedCorpus,
+    split_documents,
+    tokenize_corpus,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -117,13 +126,61 @@ class DataArguments:
 
 @dataclass
 class MaskingArguments:
+    masking: str = field(
+        default="token",
+        metadata={
+            "help": "Masking units, optionally mixed with ratios: token, word (whole words), entity (--lexicon "
+            "terms), span (SpanBERT), ngram; e.g. word:0.6,entity:0.3,span:0.1."
+        },
+    )
+    segmenter: str = field(
+        default="auto",
+        metadata={
+            "help": "Word boundaries for word/entity/span/ngram units: whitespace (words and punctuation), "
+            "jieba (Chinese), or auto (jieba for texts with Han characters).",
+            "choices": ["auto", "whitespace", "jieba"],
+        },
+    )
+    user_dict: list[str] | None = field(
+        default=None, metadata={"help": "jieba user dictionary (e.g. mined words); repeatable.", "action": "extend"}
+    )
+    lexicon: list[str] | None = field(
+        default=None,
+        metadata={"help": "Terms for entity masking, one per line, any script; repeatable.", "action": "extend"},
+    )
     mlm_probability: float = field(default=0.15, metadata={"help": "Share of maskable tokens chosen for prediction."})
     mask_replace_prob: float = field(
-        default=0.8, metadata={"help": "Of the chosen tokens, share replaced by the mask token."}
+        default=0.8, metadata={"help": "Of the chosen units, share replaced by mask tokens."}
     )
     random_replace_prob: float = field(
-        default=0.1, metadata={"help": "Of the chosen tokens, share replaced by a random token."}
+        default=0.1, metadata={"help": "Of the chosen units, share replaced by random tokens."}
     )
+    span_p: float = field(default=0.2, metadata={"help": "span: geometric parameter of span lengths in words."})
+    span_max_words: int = field(default=10, metadata={"help": "span: longest span, in words."})
+    ngram_probs: str = field(default="0.5,0.3,0.2", metadata={"help": "ngram: probabilities of 1-, 2-, 3-grams."})
+
+    def spec(self):
+        """The parsed masking spec (raises UsageError on a bad one)."""
+        from .masking import parse_masking
+
+        try:
+            probs = tuple(float(p) for p in self.ngram_probs.split(","))
+        except ValueError:
+            raise UsageError(f"--ngram_probs: expected numbers like 0.5,0.3,0.2, got {self.ngram_probs!r}") from None
+        return parse_masking(self.masking, span_p=self.span_p, span_max_words=self.span_max_words, ngram_probs=probs)
+
+    def boundaries(self):
+        """What tokenization must compute for these units, or None for token masking."""
+        from .segment import Boundaries
+
+        needs = self.spec().needs
+        if not needs:
+            return None
+        if "entity_ids" in needs and not self.lexicon:
+            raise UsageError("--masking entity needs --lexicon FILE (one term per line)")
+        return Boundaries(
+            self.segmenter, tuple(self.user_dict or ()), tuple(self.lexicon or ()) if "entity_ids" in needs else ()
+        )
 
 
 @dataclass
@@ -316,7 +373,13 @@ def derived_head_warmup_steps(requested: int | None, total_steps: int) -> int:
 
 
 def build_datasets(
-    data_args: DataArguments, tokenizer, framing: Framing, max_seq_length: int, seed: int, batch_size: int
+    data_args: DataArguments,
+    tokenizer,
+    framing: Framing,
+    max_seq_length: int,
+    seed: int,
+    batch_size: int,
+    boundaries=None,
 ):
     """(train dataset, {name: eval dataset}, corpus statistics for the model card)."""
     kind = LineByLine if data_args.line_by_line else PackedBlocks
@@ -324,7 +387,12 @@ def build_datasets(
 
     def tokenize(path):
         return tokenize_corpus(
-            path, tokenizer, data_args.text_column, data_args.preprocessing_num_workers, data_args.data_cache_dir
+            path,
+            tokenizer,
+            data_args.text_column,
+            data_args.preprocessing_num_workers,
+            data_args.data_cache_dir,
+            boundaries,
         )
 
     def limited(dataset):
@@ -335,12 +403,10 @@ def build_datasets(
     eval_sets = {}
     if data_args.streaming:
         train = StreamingBlocks(
-            data_args.train_file, tokenizer, framing, max_seq_length, batch_size, data_args.text_column
+            data_args.train_file, tokenizer, framing, max_seq_length, batch_size, data_args.text_column, boundaries
         )
         stats["train"] = [{"path": p, "documents": None, "tokens": None} for p in data_args.train_file]
     else:
-        from .tokenization import TokenizedCorpus
-
         corpora = []
         for path in data_args.train_file:
             corpus = tokenize(path)
@@ -414,6 +480,11 @@ def run_pretrain(
     from .modelcard import write_model_card
 
     validate_arguments(model_args, data_args, training_args)
+    masking_spec = masking_args.spec()
+    boundaries = masking_args.boundaries()
+    if boundaries is not None:
+        check_user_dicts(boundaries.user_dicts)
+        Lexicon(list(boundaries.lexicons))  # reads and checks every lexicon file now, before anything is loaded
     started = time.time()
     set_seed(training_args.seed)  # before loading: --seed must also fix the initialisation of any new head
     model, tokenizer, objective, new_params = load_model_and_tokenizer(model_args)
@@ -422,8 +493,10 @@ def run_pretrain(
     )
     framing = Framing.from_tokenizer(tokenizer)
     batch = training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
+    if boundaries is not None and objective != "mlm":
+        raise UsageError(f"--masking {masking_args.masking} is for masked LMs; this model trains with {objective}")
     train, eval_sets, corpus_stats = build_datasets(
-        data_args, tokenizer, framing, max_seq_length, training_args.seed, batch
+        data_args, tokenizer, framing, max_seq_length, training_args.seed, batch, boundaries
     )
     logger.info(
         "Objective %s; %s training examples of up to %d tokens",
@@ -437,6 +510,7 @@ def run_pretrain(
             tokenizer,
             model.config.vocab_size,
             seed=training_args.seed,
+            masking=masking_spec,
             mlm_probability=masking_args.mlm_probability,
             mask_replace_prob=masking_args.mask_replace_prob,
             random_replace_prob=masking_args.random_replace_prob,

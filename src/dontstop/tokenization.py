@@ -18,11 +18,13 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+
+from .segment import Boundaries
 
 logger = logging.getLogger(__name__)
 
@@ -58,10 +60,15 @@ class Framing:
         return len(self.prefix) + len(self.suffix)
 
 
+BOUNDARY_COLUMNS = ("word_ids", "entity_ids")
+
+
 @dataclass
 class TokenizedCorpus:
     ids: np.ndarray  # int32, all documents' tokens concatenated
     offsets: np.ndarray  # int64, len = documents + 1
+    # Per-token boundary columns aligned with `ids` (unit ids unique in the whole corpus, -1 for none).
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def num_documents(self) -> int:
@@ -79,8 +86,12 @@ class TokenizedCorpus:
         lengths = np.diff(self.offsets)[indices]
         offsets = np.zeros(len(indices) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        ids = np.concatenate([self.document(i) for i in indices]) if len(indices) else np.zeros(0, np.int32)
-        return TokenizedCorpus(ids.astype(np.int32, copy=False), offsets)
+
+        def gather(array):
+            parts = [array[self.offsets[i] : self.offsets[i + 1]] for i in indices]
+            return np.concatenate(parts).astype(array.dtype, copy=False) if parts else array[:0]
+
+        return TokenizedCorpus(gather(self.ids), offsets, {k: gather(v) for k, v in self.columns.items()})
 
     @classmethod
     def concatenate(cls, corpora: list[TokenizedCorpus]) -> TokenizedCorpus:
@@ -89,7 +100,15 @@ class TokenizedCorpus:
         ids = np.concatenate([c.ids for c in corpora])
         shifts = np.cumsum([0] + [c.num_tokens for c in corpora[:-1]])
         offsets = np.concatenate([[0]] + [c.offsets[1:] + s for c, s in zip(corpora, shifts, strict=True)])
-        return cls(ids, offsets.astype(np.int64))
+        columns = {}
+        for name in set.intersection(*(set(c.columns) for c in corpora)):
+            parts, base = [], 0
+            for c in corpora:  # keep unit ids unique across files
+                column = np.asarray(c.columns[name])
+                parts.append(np.where(column >= 0, column + base, -1).astype(np.int32))
+                base += int(column.max()) + 1 if len(column) else 0
+            columns[name] = np.concatenate(parts)
+        return cls(ids, offsets.astype(np.int64), columns)
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
@@ -113,8 +132,10 @@ def tokenize_corpus(
     text_column: str = "text",
     num_proc: int | None = None,
     cache_dir: str | None = None,
+    boundaries: Boundaries | None = None,
 ) -> TokenizedCorpus:
-    """Tokenize one corpus file (without special tokens), or load it from the cache."""
+    """Tokenize one corpus file (without special tokens), with word/entity boundaries if asked, or load it from the
+    cache."""
     from .corpus import load_corpus  # datasets is slow to import; only needed on a cache miss
 
     cache_dir = cache_dir or default_cache_dir()
@@ -123,38 +144,58 @@ def tokenize_corpus(
         "file": file_identity(path),
         "text_column": text_column,
         "tokenizer": tokenizer_fingerprint(tokenizer),
+        "boundaries": boundaries.fingerprint() if boundaries else None,
     }
     key = hashlib.sha256(json.dumps(key_material, sort_keys=True).encode()).hexdigest()[:24]
     entry = os.path.join(cache_dir, "tokenized", key)
     if os.path.exists(os.path.join(entry, "done")):
         logger.info("%s: tokenized corpus found in the cache (%s)", path, entry)
+        columns = {
+            name: np.load(os.path.join(entry, f"{name}.npy"), mmap_mode="r")
+            for name in BOUNDARY_COLUMNS
+            if os.path.exists(os.path.join(entry, f"{name}.npy"))
+        }
         return TokenizedCorpus(
-            np.load(os.path.join(entry, "ids.npy"), mmap_mode="r"), np.load(os.path.join(entry, "offsets.npy"))
+            np.load(os.path.join(entry, "ids.npy"), mmap_mode="r"),
+            np.load(os.path.join(entry, "offsets.npy")),
+            columns,
         )
+    if boundaries is not None:
+        check_offsets(tokenizer)
 
     dataset = load_corpus(path, text_column)
 
     def encode(batch):
-        return {"input_ids": tokenizer(batch["text"], add_special_tokens=False)["input_ids"]}
+        if boundaries is None:
+            return {"input_ids": tokenizer(batch["text"], add_special_tokens=False)["input_ids"]}
+        ids, offsets = encode_with_offsets(tokenizer, batch["text"])
+        return {"input_ids": ids, **boundaries.annotate(batch["text"], offsets)}
 
     dataset = dataset.map(
         encode,
         batched=True,
         num_proc=num_proc if num_proc and num_proc > 1 else None,
         remove_columns=["text"],
-        desc=f"Tokenizing {os.path.basename(path)}",
+        desc=f"Tokenizing {os.path.basename(path)}" + (f" ({boundaries.segmenter} words)" if boundaries else ""),
     )
-    column = dataset.data.column("input_ids").combine_chunks()
-    ids = column.flatten().to_numpy(zero_copy_only=False).astype(np.int32)
-    offsets = column.offsets.to_numpy().astype(np.int64)
-    offsets = offsets - offsets[0]
-    corpus = TokenizedCorpus(ids, offsets)
+    ids, offsets = flat_column(dataset, "input_ids")
+    columns = {}
+    for name, count in (("word_ids", "n_words"), ("entity_ids", "n_entities")):
+        if name in dataset.column_names:
+            local, _ = flat_column(dataset, name)
+            # document-local unit ids -> ids unique in the corpus, so units never join across documents
+            base = np.cumsum(dataset[count]) - np.asarray(dataset[count])
+            doc_of_token = np.repeat(np.arange(len(base)), np.diff(offsets))
+            columns[name] = np.where(local >= 0, local + base[doc_of_token], -1).astype(np.int32)
+    corpus = TokenizedCorpus(ids.astype(np.int32), offsets, columns)
 
     # Write to a temporary directory and rename, so an interrupted run never leaves a half-written cache entry.
     tmp = f"{entry}.tmp{os.getpid()}"
     os.makedirs(tmp, exist_ok=True)
-    np.save(os.path.join(tmp, "ids.npy"), ids)
+    np.save(os.path.join(tmp, "ids.npy"), corpus.ids)
     np.save(os.path.join(tmp, "offsets.npy"), offsets)
+    for name, column in columns.items():
+        np.save(os.path.join(tmp, f"{name}.npy"), column)
     with open(os.path.join(tmp, "key.json"), "w") as f:
         json.dump(key_material, f, indent=1)
     open(os.path.join(tmp, "done"), "w").close()
@@ -164,6 +205,40 @@ def tokenize_corpus(
         pass
     logger.info("%s: %d documents, %d tokens", path, corpus.num_documents, corpus.num_tokens)
     return corpus
+
+
+def flat_column(dataset, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """A list column as (all values concatenated, offsets), straight from Arrow."""
+    column = dataset.data.column(name).combine_chunks()
+    offsets = column.offsets.to_numpy().astype(np.int64)
+    return column.flatten().to_numpy(zero_copy_only=False), offsets - offsets[0]
+
+
+def encode_with_offsets(tokenizer, texts: list[str]) -> tuple[list[list[int]], list[list[tuple[int, int]]]]:
+    """(ids, character offsets) per text, without special tokens: straight from the Rust backend when there is one
+    (what the wrapper calls anyway, minus its per-token Python conversions), else through the wrapper."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        encodings = backend.encode_batch(texts, add_special_tokens=False)
+        return [e.ids for e in encodings], [e.offsets for e in encodings]
+    encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+    return encoded["input_ids"], encoded["offset_mapping"]
+
+
+def check_offsets(tokenizer) -> None:
+    """Word boundaries come from character offsets; a tokenizer that cannot give them is an error, not a fallback."""
+    from .errors import UsageError
+
+    try:
+        encoded = tokenizer("ab cd", add_special_tokens=False, return_offsets_mapping=True)
+        ok = len(encoded["offset_mapping"]) == len(encoded["input_ids"])
+    except (NotImplementedError, ValueError, TypeError):
+        ok = False
+    if not ok:
+        raise UsageError(
+            f"{tokenizer.name_or_path}: the tokenizer gives no character offsets, which word boundaries "
+            "need (use a fast tokenizer, or --masking token)"
+        )
 
 
 def split_documents(corpus: TokenizedCorpus, percentage: float, seed: int) -> tuple[TokenizedCorpus, TokenizedCorpus]:
@@ -177,6 +252,19 @@ def split_documents(corpus: TokenizedCorpus, percentage: float, seed: int) -> tu
     return corpus.select(np.sort(order[held:])), corpus.select(np.sort(order[:held]))
 
 
+def framed(framing: Framing):
+    """frame(column, values): values wrapped in the model's special tokens (boundary columns: -1 around them)."""
+    prefix, suffix = np.asarray(framing.prefix, dtype=np.int32), np.asarray(framing.suffix, dtype=np.int32)
+    none_before, none_after = np.full(len(prefix), -1, dtype=np.int32), np.full(len(suffix), -1, dtype=np.int32)
+
+    def frame(column: str, values: np.ndarray) -> np.ndarray:
+        if column == "input_ids":
+            return np.concatenate([prefix, values, suffix])
+        return np.concatenate([none_before, values, none_after])
+
+    return frame
+
+
 class PackedBlocks(torch.utils.data.Dataset):
     """Documents joined by the separator and cut into full blocks; only the last block may be shorter."""
 
@@ -188,27 +276,29 @@ class PackedBlocks(torch.utils.data.Dataset):
                 f"max_seq_length {max_seq_length} leaves no room beside {framing.overhead} special tokens"
             )
         # Insert the separator after every document: one vectorised pass, then blocks are plain slices.
-        docs = corpus.num_documents
+        # Boundary columns get -1 at separators (never part of a unit).
         lengths = np.diff(corpus.offsets)
-        stream = np.empty(corpus.num_tokens + docs, dtype=np.int32)
-        sep_positions = np.cumsum(lengths + 1) - 1
-        is_sep = np.zeros(len(stream), dtype=bool)
-        is_sep[sep_positions] = True
-        stream[is_sep] = framing.separator
-        stream[~is_sep] = corpus.ids
-        # With no suffix (GPT-2 style), the final separator is the end-of-text marker; with a suffix it is redundant.
-        if framing.suffix and len(stream):
-            stream = stream[:-1]
-        self.stream = stream
-        self.prefix = np.asarray(framing.prefix, dtype=np.int32)
-        self.suffix = np.asarray(framing.suffix, dtype=np.int32)
+        is_sep = np.zeros(corpus.num_tokens + corpus.num_documents, dtype=bool)
+        is_sep[np.cumsum(lengths + 1) - 1] = True
+        if framing.suffix and len(is_sep):
+            is_sep = is_sep[:-1]  # with a suffix, the last separator is redundant; with none, it ends the text
+
+        def spread(values, filler):
+            stream = np.full(len(is_sep), filler, dtype=np.int32)
+            stream[~is_sep] = values
+            return stream
+
+        self.streams = {"input_ids": spread(np.asarray(corpus.ids), framing.separator)}
+        self.streams.update({name: spread(np.asarray(column), -1) for name, column in corpus.columns.items()})
+        self.stream = self.streams["input_ids"]
+        self.frame = framed(framing)
 
     def __len__(self) -> int:
         return -(-len(self.stream) // self.content)
 
     def __getitem__(self, i: int) -> dict:
-        chunk = self.stream[i * self.content : (i + 1) * self.content]
-        return {"input_ids": np.concatenate([self.prefix, chunk, self.suffix])}
+        start, end = i * self.content, (i + 1) * self.content
+        return {name: self.frame(name, stream[start:end]) for name, stream in self.streams.items()}
 
     def lengths(self) -> np.ndarray:
         full = np.full(len(self), self.content + self.framing.overhead)
@@ -234,15 +324,16 @@ class LineByLine(torch.utils.data.Dataset):
         first_piece = np.repeat(np.cumsum(pieces) - pieces, pieces)
         self.starts = corpus.offsets[doc_of_piece] + (np.arange(len(doc_of_piece)) - first_piece) * content
         self.ends = np.minimum(self.starts + content, corpus.offsets[doc_of_piece + 1])
-        self.prefix = np.asarray(framing.prefix, dtype=np.int32)
-        self.suffix = np.asarray(framing.suffix, dtype=np.int32)
+        self.frame = framed(framing)
 
     def __len__(self) -> int:
         return len(self.starts)
 
     def __getitem__(self, i: int) -> dict:
-        chunk = self.corpus.ids[self.starts[i] : self.ends[i]]
-        return {"input_ids": np.concatenate([self.prefix, chunk, self.suffix])}
+        piece = slice(self.starts[i], self.ends[i])
+        item = {"input_ids": self.frame("input_ids", self.corpus.ids[piece])}
+        item.update({name: self.frame(name, column[piece]) for name, column in self.corpus.columns.items()})
+        return item
 
     def lengths(self) -> np.ndarray:
         return (self.ends - self.starts) + self.framing.overhead
@@ -268,6 +359,7 @@ class StreamingBlocks(torch.utils.data.IterableDataset):
         max_seq_length: int,
         batch_size: int,
         text_column: str = "text",
+        boundaries: Boundaries | None = None,
     ):
         self.paths = paths
         self.tokenizer = tokenizer
@@ -275,40 +367,63 @@ class StreamingBlocks(torch.utils.data.IterableDataset):
         self.content = max_seq_length - framing.overhead
         self.batch_size = batch_size
         self.text_column = text_column
+        self.boundaries = boundaries
         self.epoch = 0
+        if boundaries is not None:
+            check_offsets(tokenizer)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _blocks(self):
+    def _documents(self):
+        """(token ids, {boundary column: corpus-unique unit ids}) per document, in corpus order."""
         from .corpus import load_corpus
 
-        buffer: list[int] = []
+        bases = {"word_ids": 0, "entity_ids": 0}
         for path in self.paths:
             stream = load_corpus(path, self.text_column, streaming=True)
             # `.iter()` rather than `for record in stream`: inside a dataloader worker, datasets would otherwise hand
             # each worker a different shard, while every worker here must see the whole stream to cut it the same way.
             for batch in stream.iter(batch_size=256):
-                for ids in self.tokenizer(batch["text"], add_special_tokens=False)["input_ids"]:
-                    if buffer and self.framing.suffix:
-                        buffer.append(self.framing.separator)
-                    buffer.extend(ids)
-                    if not self.framing.suffix:
-                        buffer.append(self.framing.separator)
-                    while len(buffer) >= self.content:
-                        yield buffer[: self.content]
-                        del buffer[: self.content]
-        if buffer:
-            yield buffer
+                texts = batch["text"]
+                if self.boundaries is None:
+                    all_ids, notes = self.tokenizer(texts, add_special_tokens=False)["input_ids"], {}
+                else:
+                    all_ids, offsets = encode_with_offsets(self.tokenizer, texts)
+                    notes = self.boundaries.annotate(texts, offsets)
+                for d, ids in enumerate(all_ids):
+                    columns = {}
+                    for name, count in (("word_ids", "n_words"), ("entity_ids", "n_entities")):
+                        if name in notes:
+                            local = np.asarray(notes[name][d])
+                            columns[name] = np.where(local >= 0, local + bases[name], -1)
+                            bases[name] += notes[count][d]
+                    yield ids, columns
+
+    def _blocks(self):
+        buffers: dict[str, list[int]] = {}
+        separator = {"input_ids": self.framing.separator}
+        for ids, columns in self._documents():
+            pieces = {"input_ids": ids, **{k: v.tolist() for k, v in columns.items()}}
+            for name, values in pieces.items():
+                buffer = buffers.setdefault(name, [])
+                if buffer and self.framing.suffix:
+                    buffer.append(separator.get(name, -1))
+                buffer.extend(values)
+                if not self.framing.suffix:
+                    buffer.append(separator.get(name, -1))
+            while len(buffers["input_ids"]) >= self.content:
+                yield {name: buffer[: self.content] for name, buffer in buffers.items()}
+                for buffer in buffers.values():
+                    del buffer[: self.content]
+        if buffers.get("input_ids"):
+            yield buffers
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        prefix, suffix = list(self.framing.prefix), list(self.framing.suffix)
-        for index, chunk in enumerate(tqdm(self._blocks(), desc="Streaming blocks", disable=worker != 0, leave=False)):
+        frame = framed(self.framing)
+        for index, block in enumerate(tqdm(self._blocks(), desc="Streaming blocks", disable=worker != 0, leave=False)):
             if (index // self.batch_size) % workers == worker:
-                yield {
-                    "input_ids": np.asarray(prefix + chunk + suffix, dtype=np.int32),
-                    "idx": index,
-                    "epoch": self.epoch,
-                }
+                item = {name: frame(name, np.asarray(values, dtype=np.int32)) for name, values in block.items()}
+                yield {**item, "idx": index, "epoch": self.epoch}
