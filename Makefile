@@ -27,6 +27,7 @@ lint: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/pretrain_throughput.py
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/wwm_throughput.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -194,8 +194,8 @@ def main(argv: list[str]) -> int:
     print(
         f"  Hugging Face DataCollatorForLanguageModeling(whole_word_mask=True): {en['hf_ms_per_batch']:.2f} ms/batch"
     )
-    ours = en["dontstop_ms_per_batch"]
-    print(f"  dontstop MaskedLMCollator(masking=word):                            {ours:.2f} ms/batch")
+    ours_ms = en["dontstop_ms_per_batch"]
+    print(f"  dontstop MaskedLMCollator(masking=word):                            {ours_ms:.2f} ms/batch")
     print(f"RATIO collation speed dontstop/hf: {en['speedup']:.2f}")
     print(f"RESULT chinese segmentation + boundaries MB/s per core: {rates['boundaries']:.2f}")
     if opts.json:
