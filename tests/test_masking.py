@@ -47,6 +47,7 @@ def test_rate_split_and_special_tokens():
         kept += (out[sel] == ids[sel]).sum()
         randomised += ((out[sel] != MASK) & (out[sel] != ids[sel])).sum()
         assert np.array_equal(out[~sel], ids[~sel]), "unchosen tokens are untouched"
+        assert not np.isin(out[sel & (out != MASK)], list(SPECIAL)).any(), "random replacements are ordinary tokens"
     assert abs(chosen / maskable - 0.2) < 0.01
     assert abs(masked / chosen - 0.8) < 0.02
     assert abs(randomised / chosen - 0.1) < 0.02  # a random draw equal to the original counts as kept

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 
 import numpy as np
 import pytest
@@ -89,7 +90,10 @@ TEXTS = st.lists(
 ).map(lambda parts: " ".join(parts))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+EXAMPLES = int(os.environ.get("HYPOTHESIS_EXAMPLES", "60"))  # raise it for a deeper search
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=TEXTS, seed=st.integers(0, 10_000), masking=st.sampled_from(["word", "span", "ngram", "word:1,span:1"]))
 def test_masked_positions_are_unions_of_whole_units(tokenizer, text, seed, masking):
     ids, words, _ = encode(tokenizer, text, Boundaries("auto"))

@@ -93,6 +93,8 @@ class MaskedLMCollator:
         self._is_special = np.zeros(max(self.vocab_size, *self.special_ids, 0) + 1, dtype=bool)
         self._is_special[list(self.special_ids)] = True
         self._random = ExampleRandom()
+        # Random replacements come from ordinary tokens: a "random" [MASK] or [SEP] would teach the wrong thing.
+        self._replacements = np.flatnonzero(~self._is_special[: self.vocab_size])
 
     @classmethod
     def from_tokenizer(cls, tokenizer, vocab_size: int, **kwargs) -> MaskedLMCollator:
@@ -129,7 +131,7 @@ class MaskedLMCollator:
                 total += size
                 if total == budget:
                     break
-        return unit, units, rng.random(len(units)), rng.integers(0, self.vocab_size, total)
+        return unit, units, rng.random(len(units)), self._replacements[rng.integers(0, len(self._replacements), total)]
 
     def apply(
         self,
