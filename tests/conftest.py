@@ -198,3 +198,10 @@ def pretrain_args(model: str, train_file: str, output_dir: str, *extra: str) -> 
         "7",
         *extra,
     ]
+
+
+def pretrain_cli(model: str, train_file: str, output_dir: str, *extra: str) -> int:
+    """`dontstop pretrain` in-process with the tests' small defaults; returns the exit status."""
+    from dontstop.cli import main
+
+    return main(["pretrain", *pretrain_args(model, train_file, output_dir, *extra)])

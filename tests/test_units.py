@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import HAN, WORDS, pretrain_args, write_jsonl
+from conftest import HAN, WORDS, pretrain_cli, write_jsonl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from transformers import AutoTokenizer, DataCollatorForLanguageModeling
@@ -224,7 +224,7 @@ def test_missing_boundaries_are_an_error_not_a_fallback(tokenizer):
 )
 def test_bad_masking_options_are_one_line_exit_2(tiny_bert, corpus, tmp_path, capsys, extra, message):
     out = tmp_path / "out"
-    assert main(["pretrain", *pretrain_args(tiny_bert, corpus, str(out), *extra)]) == 2
+    assert pretrain_cli(tiny_bert, corpus, str(out), *extra) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not out.exists()
@@ -233,21 +233,13 @@ def test_bad_masking_options_are_one_line_exit_2(tiny_bert, corpus, tmp_path, ca
 def test_invalid_utf8_user_dict_names_file_and_line(tiny_bert, corpus, tmp_path, capsys):
     bad = tmp_path / "bad.txt"
     bad.write_bytes("好的 3\n".encode() + b"\xff\xfe 3\n")
-    assert (
-        main(
-            [
-                "pretrain",
-                *pretrain_args(tiny_bert, corpus, str(tmp_path / "o"), "--masking", "word", "--user_dict", str(bad)),
-            ]
-        )
-        == 2
-    )
+    assert pretrain_cli(tiny_bert, corpus, str(tmp_path / "o"), "--masking", "word", "--user_dict", str(bad)) == 2
     assert "bad.txt:2: invalid UTF-8" in capsys.readouterr().err
 
 
 def test_unknown_segmenter_is_rejected(tiny_bert, corpus, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["pretrain", *pretrain_args(tiny_bert, corpus, str(tmp_path / "o"), "--segmenter", "icu")])
+        pretrain_cli(tiny_bert, corpus, str(tmp_path / "o"), "--segmenter", "icu")
     assert exit_info.value.code == 2
 
 
@@ -264,21 +256,8 @@ def test_pretrain_with_chinese_whole_word_masking_and_cached_boundaries(tiny_ber
     user_dict.write_text("自然语言处理 50\n", encoding="utf-8")
     out = str(tmp_path / "out")
     assert (
-        main(
-            [
-                "pretrain",
-                *pretrain_args(
-                    tiny_bert,
-                    corpus,
-                    out,
-                    "--max_steps",
-                    "6",
-                    "--masking",
-                    "word:0.7,span:0.3",
-                    "--user_dict",
-                    str(user_dict),
-                ),
-            ]
+        pretrain_cli(
+            tiny_bert, corpus, out, "--max_steps", "6", "--masking", "word:0.7,span:0.3", "--user_dict", str(user_dict)
         )
         == 0
     )
@@ -291,22 +270,17 @@ def test_pretrain_with_chinese_whole_word_masking_and_cached_boundaries(tiny_ber
     )
     user_dict.write_text("自然语言处理 50\n北京大学 50\n", encoding="utf-8")  # a changed dictionary re-tokenizes
     assert (
-        main(
-            [
-                "pretrain",
-                *pretrain_args(
-                    tiny_bert,
-                    corpus,
-                    out,
-                    "--max_steps",
-                    "2",
-                    "--masking",
-                    "word",
-                    "--user_dict",
-                    str(user_dict),
-                    "--overwrite_output_dir",
-                ),
-            ]
+        pretrain_cli(
+            tiny_bert,
+            corpus,
+            out,
+            "--max_steps",
+            "2",
+            "--masking",
+            "word",
+            "--user_dict",
+            str(user_dict),
+            "--overwrite_output_dir",
         )
         == 0
     )
@@ -316,22 +290,8 @@ def test_pretrain_with_chinese_whole_word_masking_and_cached_boundaries(tiny_ber
 def test_streaming_with_word_masking(tiny_bert, corpus, tmp_path):
     out = str(tmp_path / "out")
     assert (
-        main(
-            [
-                "pretrain",
-                *pretrain_args(
-                    tiny_bert,
-                    corpus,
-                    out,
-                    "--streaming",
-                    "--max_steps",
-                    "4",
-                    "--masking",
-                    "word",
-                    "--validation_file",
-                    corpus,
-                ),
-            ]
+        pretrain_cli(
+            tiny_bert, corpus, out, "--streaming", "--max_steps", "4", "--masking", "word", "--validation_file", corpus
         )
         == 0
     )
