@@ -85,7 +85,10 @@ class DataArguments:
     validation_file: str | None = field(default=None, metadata={"help": "Held-out corpus for evaluation."})
     validation_split_percentage: float = field(
         default=5.0,
-        metadata={"help": "Without --validation_file, hold out this %% of the training documents (0 disables)."},
+        metadata={
+            "help": "Without --validation_file, hold out this %% of the training documents (0 disables; "
+            "a --streaming run needs --validation_file to be evaluated)."
+        },
     )
     eval_file: list[str] | None = field(
         default=None,
