@@ -24,7 +24,6 @@ from .errors import UsageError
 from .heads import causal_lm_loss_sum, infer_objective, masked_lm_loss_sum, masked_only_head, use_masked_only_head
 from .masking import CausalLMCollator, EpochIndexed, EpochSampler, MaskedLMCollator
 from .outputs import check_output_dir, resolve_model_path, write_json
-from .segment import Lexicon, check_user_dicts
 from .tokenization import (
     Framing,
     LineByLine,
@@ -486,8 +485,7 @@ def run_pretrain(
     masking_spec = masking_args.spec()
     boundaries = masking_args.boundaries()
     if boundaries is not None:
-        check_user_dicts(boundaries.user_dicts)
-        Lexicon(list(boundaries.lexicons))  # reads and checks every lexicon file now, before anything is loaded
+        boundaries.check()
     started = time.time()
     set_seed(training_args.seed)  # before loading: --seed must also fix the initialisation of any new head
     model, tokenizer, objective, new_params = load_model_and_tokenizer(model_args)

@@ -43,6 +43,7 @@ def masked_examples(args: PreviewArguments, masking_args):
     from .corpus import check_corpus_file, load_corpus
     from .masking import MaskedLMCollator
     from .outputs import resolve_model_path
+    from .segment import BOUNDARY_COUNTS
     from .tokenization import Framing, check_offsets, encode_with_offsets, framed
 
     if not args.model_name_or_path or not args.train_file:
@@ -83,7 +84,7 @@ def masked_examples(args: PreviewArguments, masking_args):
     for index, ids in enumerate(all_ids):
         columns = {
             name: frame(name, np.asarray(notes[name][index][:content], dtype=np.int32))
-            for name in ("word_ids", "entity_ids")
+            for name in BOUNDARY_COUNTS
             if name in notes
         }
         ids = frame("input_ids", np.asarray(ids[:content], dtype=np.int32)).astype(np.int64)

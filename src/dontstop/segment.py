@@ -18,7 +18,7 @@ import hashlib
 import itertools
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,6 +29,8 @@ HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 WORD = re.compile(r"\w+|[^\w\s]")
 
 Spans = list[tuple[int, int]]
+# Per-token boundary columns, each with the column counting its units per document.
+BOUNDARY_COUNTS = {"word_ids": "n_words", "entity_ids": "n_entities"}
 SEGMENTERS: dict[str, Callable[[list[str]], Callable[[str], Spans]]] = {}
 
 
@@ -84,13 +86,19 @@ def jieba_segmenter(user_dicts: list[str]) -> Callable[[str], Spans]:
     return spans
 
 
-def read_user_dict(path: str) -> list[tuple[str, int | None, str | None]]:
-    """jieba's user-dictionary format: `word [freq] [tag]` per line, separated by spaces."""
-    check_user_dicts([path])
+@functools.lru_cache(maxsize=32)
+def read_user_dict(path: str) -> tuple[tuple[str, int | None, str | None], ...]:
+    """jieba's user-dictionary format, `word [freq] [tag]` per line; any problem is an error naming file and line."""
+    if not os.path.isfile(path):
+        raise UsageError(f"--user_dict {path}: no such file")
     entries = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            parts = line.strip().lstrip("\ufeff").split()
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8").strip().lstrip("\ufeff")
+            except UnicodeDecodeError:
+                raise UsageError(f"--user_dict {path}:{lineno}: invalid UTF-8") from None
+            parts = line.split()
             if not parts:
                 continue
             freq = tag = None
@@ -100,9 +108,9 @@ def read_user_dict(path: str) -> list[tuple[str, int | None, str | None]]:
             if rest:
                 tag = rest[0]
             if len(parts) > 3 or (len(parts) == 3 and freq is None):
-                raise UsageError(f"--user_dict {path}:{lineno}: expected 'word [freq] [tag]', got {line.strip()!r}")
+                raise UsageError(f"--user_dict {path}:{lineno}: expected 'word [freq] [tag]', got {line!r}")
             entries.append((parts[0], freq, tag))
-    return entries
+    return tuple(entries)
 
 
 @register_segmenter("auto")
@@ -120,23 +128,9 @@ def auto_segmenter(user_dicts: list[str]) -> Callable[[str], Spans]:
     return spans
 
 
-def check_user_dicts(paths: Iterable[str], option: str = "--user_dict") -> None:
-    """Each dictionary exists and is UTF-8 text; the error names the file (and line)."""
-    for path in paths:
-        if not os.path.isfile(path):
-            raise UsageError(f"{option} {path}: no such file")
-        with open(path, "rb") as f:
-            for lineno, raw in enumerate(f, start=1):
-                try:
-                    raw.decode("utf-8")
-                except UnicodeDecodeError:
-                    raise UsageError(f"{option} {path}:{lineno}: invalid UTF-8") from None
-
-
 def make_segmenter(name: str, user_dicts: list[str] | None = None) -> Callable[[str], Spans]:
     if name not in SEGMENTERS:
         raise UsageError(f"unknown segmenter {name!r} (choose from {', '.join(SEGMENTERS)})")
-    check_user_dicts(user_dicts or [])
     return SEGMENTERS[name](list(user_dicts or []))
 
 
@@ -230,6 +224,13 @@ class Boundaries:
             "lexicons": [digest(p) for p in self.lexicons],
         }
 
+    def check(self) -> None:
+        """Read every dictionary and lexicon now (cached for tokenization), so bad files fail before any work."""
+        for path in self.user_dicts:
+            read_user_dict(path)
+        if self.lexicons:
+            cached_lexicon(self.lexicons)
+
     def annotate(self, texts: list[str], offsets: list[list[tuple[int, int]]]) -> dict[str, list]:
         """Per text: unit ids per token, the number of units, and (with a lexicon) entity ids per token.
 
@@ -240,17 +241,15 @@ class Boundaries:
         counts = np.fromiter(map(len, offsets), dtype=np.int64, count=len(offsets))
         shifts = np.cumsum([0] + [len(t) + 1 for t in texts[:-1]], dtype=np.int64)
         flat = flatten_pairs(offsets, int(counts.sum())) + np.repeat(shifts, counts)[:, None]
-        out = self._local(
-            unit_ids(flat, shifted_spans([segment(t) for t in texts], shifts)), counts, "word_ids", "n_words"
-        )
+        out = self._local(unit_ids(flat, shifted_spans([segment(t) for t in texts], shifts)), counts, "word_ids")
         if self.lexicons:
             lexicon = cached_lexicon(self.lexicons)
             ids = entity_ids(flat, shifted_spans([lexicon.spans(t) for t in texts], shifts))
-            out.update(self._local(ids, counts, "entity_ids", "n_entities"))
+            out.update(self._local(ids, counts, "entity_ids"))
         return out
 
     @staticmethod
-    def _local(ids: np.ndarray, counts: np.ndarray, name: str, count_name: str) -> dict[str, list]:
+    def _local(ids: np.ndarray, counts: np.ndarray, name: str) -> dict[str, list]:
         """Batch-wide ids (increasing, -1 for none) split per text and renumbered from 0 within each text."""
         starts = np.concatenate([[0], np.cumsum(counts)])
         seen = np.maximum.accumulate(np.concatenate([[-1], ids]))  # highest id before each position
@@ -259,7 +258,7 @@ class Boundaries:
             np.where(ids[a:b] >= 0, ids[a:b] - f, -1) for a, b, f in zip(starts[:-1], starts[1:], first, strict=True)
         ]
         totals = (seen[starts[1:]] + 1 - first).tolist()
-        return {name: local, count_name: totals}
+        return {name: local, BOUNDARY_COUNTS[name]: totals}
 
 
 def flatten_pairs(pairs: list[list[tuple[int, int]]], total: int) -> np.ndarray:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .segment import Boundaries
+from .segment import BOUNDARY_COUNTS, Boundaries
 
 logger = logging.getLogger(__name__)
 
@@ -58,9 +58,6 @@ class Framing:
     @property
     def overhead(self) -> int:
         return len(self.prefix) + len(self.suffix)
-
-
-BOUNDARY_COLUMNS = ("word_ids", "entity_ids")
 
 
 @dataclass
@@ -152,7 +149,7 @@ def tokenize_corpus(
         logger.info("%s: tokenized corpus found in the cache (%s)", path, entry)
         columns = {
             name: np.load(os.path.join(entry, f"{name}.npy"), mmap_mode="r")
-            for name in BOUNDARY_COLUMNS
+            for name in BOUNDARY_COUNTS
             if os.path.exists(os.path.join(entry, f"{name}.npy"))
         }
         return TokenizedCorpus(
@@ -180,11 +177,12 @@ def tokenize_corpus(
     )
     ids, offsets = flat_column(dataset, "input_ids")
     columns = {}
-    for name, count in (("word_ids", "n_words"), ("entity_ids", "n_entities")):
+    for name, count in BOUNDARY_COUNTS.items():
         if name in dataset.column_names:
             local, _ = flat_column(dataset, name)
             # document-local unit ids -> ids unique in the corpus, so units never join across documents
-            base = np.cumsum(dataset[count]) - np.asarray(dataset[count])
+            per_document = np.asarray(dataset[count])
+            base = np.cumsum(per_document) - per_document
             doc_of_token = np.repeat(np.arange(len(base)), np.diff(offsets))
             columns[name] = np.where(local >= 0, local + base[doc_of_token], -1).astype(np.int32)
     corpus = TokenizedCorpus(ids.astype(np.int32), offsets, columns)
@@ -306,10 +304,6 @@ class PackedBlocks(torch.utils.data.Dataset):
             full[-1] = len(self.stream) - (len(self) - 1) * self.content + self.framing.overhead
         return full
 
-    @property
-    def num_tokens(self) -> int:
-        return int(self.lengths().sum())
-
 
 class LineByLine(torch.utils.data.Dataset):
     """One example per document; a document longer than a block becomes several consecutive examples."""
@@ -337,10 +331,6 @@ class LineByLine(torch.utils.data.Dataset):
 
     def lengths(self) -> np.ndarray:
         return (self.ends - self.starts) + self.framing.overhead
-
-    @property
-    def num_tokens(self) -> int:
-        return int(self.lengths().sum())
 
 
 class StreamingBlocks(torch.utils.data.IterableDataset):
@@ -379,7 +369,7 @@ class StreamingBlocks(torch.utils.data.IterableDataset):
         """(token ids, {boundary column: corpus-unique unit ids}) per document, in corpus order."""
         from .corpus import load_corpus
 
-        bases = {"word_ids": 0, "entity_ids": 0}
+        bases = dict.fromkeys(BOUNDARY_COUNTS, 0)
         for path in self.paths:
             stream = load_corpus(path, self.text_column, streaming=True)
             # `.iter()` rather than `for record in stream`: inside a dataloader worker, datasets would otherwise hand
@@ -393,7 +383,7 @@ class StreamingBlocks(torch.utils.data.IterableDataset):
                     notes = self.boundaries.annotate(texts, offsets)
                 for d, ids in enumerate(all_ids):
                     columns = {}
-                    for name, count in (("word_ids", "n_words"), ("entity_ids", "n_entities")):
+                    for name, count in BOUNDARY_COUNTS.items():
                         if name in notes:
                             local = np.asarray(notes[name][d])
                             columns[name] = np.where(local >= 0, local + bases[name], -1)
