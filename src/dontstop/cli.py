@@ -20,6 +20,8 @@ from .errors import UsageError
 STAGES = {
     "pretrain": ("dontstop.pretrain", "continue pretraining a masked or causal LM on a domain or task corpus"),
     "preview": ("dontstop.preview", "show a corpus masked as pretrain would mask it (units, rate, unit lengths)"),
+    "finetune": ("dontstop.finetune", "fine-tune a checkpoint on a labelled task over seeds: dev/test mean ± std"),
+    "compare": ("dontstop.compare", "compare finetune runs: mean ± std, deltas and Welch's t-test against the first"),
     "demo": ("dontstop.demo", "run the embedded demo: a short DAPT of MiniLM on committed software text"),
 }
 

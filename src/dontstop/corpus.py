@@ -59,6 +59,17 @@ def corpus_format(path: str) -> str:
     return SUFFIX_BUILDERS[suffix]
 
 
+def parse_json_line(path: str, lineno: int, line: str) -> dict:
+    """One JSON-lines record, or a UsageError naming the file and line."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise UsageError(f"{path}:{lineno}: malformed JSON ({e.msg})") from None
+    if not isinstance(record, dict):
+        raise UsageError(f"{path}:{lineno}: expected a JSON object per line")
+    return record
+
+
 def check_corpus_file(path: str, text_column: str, max_lines: int | None = None) -> None:
     """Raise a `UsageError` naming the file (and line) if the corpus cannot be read as text documents."""
     if not os.path.exists(path):
@@ -80,12 +91,7 @@ def check_corpus_file(path: str, text_column: str, max_lines: int | None = None)
             if fmt == "json":
                 if not line.strip():
                     continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise UsageError(f"{path}:{lineno}: malformed JSON ({e.msg})") from None
-                if not isinstance(record, dict):
-                    raise UsageError(f"{path}:{lineno}: expected a JSON object per line")
+                record = parse_json_line(path, lineno, line)
                 if text_column not in record:
                     found = ", ".join(sorted(record)) or "none"
                     raise UsageError(f"{path}:{lineno}: no text column {text_column!r} (columns: {found})")

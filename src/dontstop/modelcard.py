@@ -1,4 +1,4 @@
-"""The README.md model card written beside the weights of a continued-pretraining run."""
+"""The README.md files written beside outputs: the model card of a pretraining run, the table of a fine-tuning run."""
 
 from __future__ import annotations
 
@@ -109,6 +109,64 @@ def write_model_card(output_dir, model_args, data_args, masking_args, training_a
         f"- training wall time: {_fmt(train.get('train_runtime'))} s",
         "",
         "Every setting is in `dontstop_config.json`; every logged metric in `metrics.json`.",
+        "",
+    ]
+    with open(os.path.join(output_dir, "README.md"), "w", encoding="utf-8") as f:
+        f.write("\n".join(lines))
+
+
+def _percent(stats: dict) -> str:
+    std = "n/a" if stats["std"] is None else f"{100 * stats['std']:.1f}"
+    return f"{100 * stats['mean']:.1f} ± {std}"
+
+
+def results_table(results: dict) -> list[str]:
+    """Markdown: one row per seed, then mean ± std (percent)."""
+    split = "test" if "test" in results["aggregate"] else "dev"
+    names = results["metrics"]
+    rows = [
+        f"| seed | best epoch | {' | '.join(f'{split} {m}' for m in names)} |",
+        "|---|---|" + "---|" * len(names),
+    ]
+    for record in results["seeds"]:
+        values = " | ".join(f"{100 * record[split][m]:.1f}" for m in names)
+        epoch = "n/a" if record["best_epoch"] is None else f"{record['best_epoch']:g}"
+        rows.append(f"| {record['seed']} | {epoch} | {values} |")
+    means = " | ".join(f"**{_percent(results['aggregate'][split][m])}**" for m in names)
+    rows.append(f"| mean ± std | | {means} |")
+    return rows
+
+
+def write_finetune_readme(output_dir: str, results: dict, args) -> None:
+    """The table of a `dontstop finetune` run (per seed, then mean ± std) and its settings."""
+    seeds = results["seeds"]
+    minutes = results["wall_seconds"] / 60
+    limit = seeds[0]["train_examples"]
+    extras = [
+        name
+        for name, on in (
+            (f"FGM adversarial training (epsilon {args.adv_epsilon})", args.adversarial == "fgm"),
+            (f"EMA of the weights (decay {args.ema})", args.ema is not None),
+        )
+        if on
+    ]
+    lines = [
+        f"# Fine-tuning `{results['model']}`: {results['task_type'].replace('_', '-')} task",
+        "",
+        f"{len(seeds)} seeds; {limit:,} training examples per seed"
+        + (f" (of {results['train_file']['examples']:,})" if limit < results["train_file"]["examples"] else "")
+        + f"; {len(results['labels'])} labels; best epoch chosen on dev by {results['primary_metric']}.",
+        "Scores are percentages; ± is the sample standard deviation over seeds.",
+        "",
+        *results_table(results),
+        "",
+        f"- learning rate {args.learning_rate}, batch {args.per_device_train_batch_size}, up to "
+        f"{args.num_train_epochs:g} epochs, early stopping patience {args.early_stopping_patience}, "
+        f"max sequence length {results['max_seq_length']}" + (f"; {', '.join(extras)}" if extras else ""),
+        f"- train `{results['train_file']['path']}`, dev `{results['validation_file']['path']}`"
+        + (f", test `{results['test_file']['path']}`" if results["test_file"] else ""),
+        f"- wall time {minutes:.1f} min; predictions per seed in `seed-*/predictions_*.jsonl`; every number in "
+        "`results.json`, every setting in `dontstop_config.json`.",
         "",
     ]
     with open(os.path.join(output_dir, "README.md"), "w", encoding="utf-8") as f:

@@ -9,15 +9,13 @@ import os
 from .errors import UsageError
 
 
-def check_output_dir(path: str, overwrite: bool) -> None:
+def check_output_dir(path: str, overwrite: bool, resumable: bool = False) -> None:
     """Refuse a non-empty output directory unless the user asked to overwrite it."""
     if os.path.isfile(path):
         raise UsageError(f"--output_dir {path} is a file")
     if os.path.isdir(path) and os.listdir(path) and not overwrite:
-        raise UsageError(
-            f"--output_dir {path} is not empty: pass --overwrite_output_dir to write into it, "
-            "or --resume_from_checkpoint last to continue"
-        )
+        resume = ", or --resume_from_checkpoint last to continue" if resumable else ""
+        raise UsageError(f"--output_dir {path} is not empty: pass --overwrite_output_dir to write into it{resume}")
 
 
 def write_json(path: str, obj) -> None:

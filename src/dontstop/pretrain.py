@@ -18,12 +18,13 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import torch
-from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers import Trainer, TrainerCallback, set_seed
 
 from .errors import UsageError
 from .heads import causal_lm_loss_sum, infer_objective, masked_lm_loss_sum, masked_only_head, use_masked_only_head
 from .masking import CausalLMCollator, EpochIndexed, EpochSampler, MaskedLMCollator
 from .outputs import check_output_dir, resolve_model_path, write_json
+from .recipe import RobertaRecipe
 from .tokenization import (
     Framing,
     LineByLine,
@@ -186,28 +187,16 @@ class MaskingArguments:
 
 
 @dataclass
-class PretrainingArguments(TrainingArguments):
+class PretrainingArguments(RobertaRecipe):
     """`TrainingArguments` with the defaults of Gururangan et al. (2020), each with its reason."""
 
-    # The paper (following RoBERTa) warms up over 6% of the steps: continued pretraining starts from a trained model,
-    # so a short warm-up protects it from the first large updates of a fresh optimizer state.
-    warmup_steps: float = field(
-        default=0.06, metadata={"help": "Linear warm-up: a ratio of all steps if < 1, else steps."}
-    )
-    # RoBERTa's weight decay, kept by the paper for DAPT and TAPT.
+    # RoBERTa's pretraining weight decay, kept by the paper for DAPT and TAPT.
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
-    # beta2 = 0.98 (not 0.999) makes Adam adapt faster, which RoBERTa found stabler with large batches.
-    adam_beta2: float = field(default=0.98, metadata={"help": "Adam beta2."})
-    # epsilon 1e-6 as in RoBERTa: a larger epsilon damps updates of rarely-seen (e.g. new-domain) embeddings.
-    adam_epsilon: float = field(default=1e-6, metadata={"help": "Adam epsilon."})
     # The paper's TAPT learning rate; its DAPT used 5e-4 with batches of 2048, too high for one machine's batches.
     learning_rate: float = field(default=1e-4, metadata={"help": "Peak learning rate."})
     # Our examples carry `idx` and `epoch` for the collator; the model never sees them.
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep all dataset columns for the collator."})
     logging_steps: float = field(default=50, metadata={"help": "Log every N steps (or a ratio of all steps if < 1)."})
-    overwrite_output_dir: bool = field(
-        default=False, metadata={"help": "Write into a non-empty --output_dir (never done without this flag)."}
-    )
 
 
 def load_model_and_tokenizer(model_args: ModelArguments):
@@ -444,7 +433,7 @@ def validate_arguments(model_args: ModelArguments, data_args: DataArguments, tra
         raise UsageError("--model_name_or_path (or --config_name) is required")
     if not data_args.train_file:
         raise UsageError("--train_file is required")
-    if not training_args.output_dir:
+    if not training_args.output_dir_given:
         raise UsageError("--output_dir is required")
     if data_args.streaming and training_args.max_steps <= 0:
         raise UsageError("--streaming needs --max_steps: a streamed corpus has no known length")
@@ -468,7 +457,7 @@ def validate_arguments(model_args: ModelArguments, data_args: DataArguments, tra
     elif resume and not os.path.isdir(resume):
         raise UsageError(f"--resume_from_checkpoint: {resume} is not a directory")
     if not training_args.resume_from_checkpoint:
-        check_output_dir(training_args.output_dir, training_args.overwrite_output_dir)
+        check_output_dir(training_args.output_dir, training_args.overwrite_output_dir, resumable=True)
 
 
 def run_pretrain(

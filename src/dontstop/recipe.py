@@ -1,0 +1,30 @@
+"""The optimizer recipe every training stage starts from: RoBERTa's, which Gururangan et al. (2020) kept for both
+continued pretraining and fine-tuning. Stages subclass `RobertaRecipe` and change only what differs, with a reason."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+
+@dataclass
+class RobertaRecipe(TrainingArguments):
+    # A warm-up over 6% of the steps: training starts from a trained model, so a short warm-up protects it from the
+    # first large updates of a fresh optimizer state.
+    warmup_steps: float = field(
+        default=0.06, metadata={"help": "Linear warm-up: a ratio of all steps if < 1, else steps."}
+    )
+    # beta2 = 0.98 (not 0.999) makes Adam adapt faster, which RoBERTa found stabler with large batches.
+    adam_beta2: float = field(default=0.98, metadata={"help": "Adam beta2."})
+    # epsilon 1e-6 as in RoBERTa: a larger epsilon damps updates of rarely-seen (e.g. new-domain) embeddings.
+    adam_epsilon: float = field(default=1e-6, metadata={"help": "Adam epsilon."})
+    # Ours, not RoBERTa's: nothing a user made is overwritten without asking.
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Write into a non-empty --output_dir (never done without this flag)."}
+    )
+
+    def __post_init__(self):
+        # TrainingArguments silently writes to ./trainer_output when no directory is given; our stages require one.
+        self.output_dir_given = self.output_dir is not None
+        super().__post_init__()

@@ -1,0 +1,316 @@
+"""Labelled task files for `dontstop finetune`: reading, checking, few-shot subsampling, and the bridge to a model
+(tokenized inputs with aligned labels; predicted labels back from logits).
+
+Three kinds of task, told apart by the shape of a JSON record (or forced with `--task_type`):
+- single_label: a text (optionally a text pair) and one label;
+- multi_label: a text and a list of labels (in csv/tsv, one string split on `--label_separator`);
+- token: a list of words and a list of BIO tags of the same length (in csv/tsv, both split on whitespace).
+Every csv/tsv cell is a string, so there the kind cannot be read off a record: multi_label and token tasks in csv/tsv
+need `--task_type`.
+
+Every problem is reported as `file:line: what is wrong`, because a task file is small enough to check whole and
+`datasets`' own errors name neither: an empty text, a missing column, and a dev/test label that training never saw.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .corpus import parse_json_line
+from .errors import UsageError
+
+logger = logging.getLogger(__name__)
+
+TASK_TYPES = ("single_label", "multi_label", "token")
+SUFFIXES = (".jsonl", ".json", ".csv", ".tsv")
+
+
+@dataclass
+class TaskSplit:
+    """One file of a task: parallel lists, one entry per example, with the line each came from."""
+
+    path: str
+    texts: list  # str, or list[str] of words for token tasks
+    labels: list  # str, list[str] of labels (multi_label), or list[str] of tags (token)
+    lines: list[int]
+    pairs: list[str] | None = None
+    sha256: str = ""
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def describe(self) -> dict:
+        return {"path": self.path, "sha256": self.sha256, "examples": len(self)}
+
+    def subset(self, indices) -> TaskSplit:
+        pick = [int(i) for i in indices]
+        pairs = [self.pairs[i] for i in pick] if self.pairs is not None else None
+        return TaskSplit(
+            self.path,
+            [self.texts[i] for i in pick],
+            [self.labels[i] for i in pick],
+            [self.lines[i] for i in pick],
+            pairs,
+            self.sha256,
+        )
+
+
+@dataclass
+class Task:
+    task_type: str
+    labels: list[str]  # class names, or tag names for token tasks, in id order
+    train: TaskSplit
+    dev: TaskSplit
+    test: TaskSplit | None = None
+    label2id: dict[str, int] = field(init=False)
+
+    def __post_init__(self):
+        self.label2id = {label: i for i, label in enumerate(self.labels)}
+
+
+def _records(path: str):
+    """Yield (line number, record dict) from a jsonl/csv/tsv file, with file:line errors."""
+    if not os.path.isfile(path):
+        raise UsageError(f"{path}: no such file")
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix not in SUFFIXES:
+        raise UsageError(f"{path}: unknown task file format {suffix!r} (expected {', '.join(SUFFIXES)})")
+    with open(path, "rb") as f:
+        raw = f.read()  # task files are small; reading whole lets a decoding error name its line
+    try:
+        text = raw.decode("utf-8-sig")  # spreadsheet exports start with a byte-order mark
+    except UnicodeDecodeError as e:
+        lineno = raw.count(b"\n", 0, e.start) + 1
+        raise UsageError(f"{path}:{lineno}: invalid UTF-8 (byte {e.start})") from None
+    if suffix in (".jsonl", ".json"):
+        for lineno, line in enumerate(text.split("\n"), start=1):
+            if line.strip():
+                yield lineno, parse_json_line(path, lineno, line)
+    else:
+        csv.field_size_limit(1 << 30)  # long documents are fine; the csv module's default stops at 128 KiB
+        # TSV task files (GLUE and the like) quote nothing: a stray quote is text, not the start of a quoted field.
+        dialect = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if suffix == ".tsv" else {"delimiter": ","}
+        reader = csv.DictReader(io.StringIO(text, newline=""), **dialect)
+        for record in reader:
+            yield reader.line_num, record
+
+
+def _column(path, lineno, record, column, option):
+    if column not in record:
+        found = ", ".join(sorted(k for k in record if k is not None)) or "none"
+        raise UsageError(f"{path}:{lineno}: no column {column!r} (set {option}; columns: {found})")
+    return record[column]
+
+
+def file_sha256(path: str) -> str:
+    """Recorded with the results, so `dontstop compare` can refuse runs scored on different files."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def infer_task_type(value_text, value_label) -> str:
+    if isinstance(value_text, list):
+        return "token"
+    if isinstance(value_label, list):
+        return "multi_label"
+    return "single_label"
+
+
+def read_task_file(
+    path: str,
+    task_type: str,
+    text_column: str = "text",
+    label_column: str = "label",
+    text_pair_column: str | None = None,
+    label_separator: str = ",",
+) -> TaskSplit:
+    """Read one split; `task_type` may be "auto" (decided by the first record)."""
+    texts, labels, pairs, lines = [], [], [], []
+    for lineno, record in _records(path):
+        text = _column(path, lineno, record, text_column, "--text_column")
+        label = _column(path, lineno, record, label_column, "--label_column")
+        if task_type == "auto":
+            task_type = infer_task_type(text, label)
+        if task_type == "token":
+            words = text.split() if isinstance(text, str) else text
+            tags = label.split() if isinstance(label, str) else label
+            if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+                raise UsageError(f"{path}:{lineno}: {text_column!r} must be a list of words for a token task")
+            if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+                raise UsageError(f"{path}:{lineno}: {label_column!r} must be a list of tags for a token task")
+            if not words or not all(w.strip() for w in words):
+                raise UsageError(f"{path}:{lineno}: empty text (or an empty word) in {text_column!r}")
+            if len(words) != len(tags):
+                raise UsageError(f"{path}:{lineno}: {len(words)} words but {len(tags)} tags")
+            text, label = words, tags
+        else:
+            if not isinstance(text, str) or not text.strip():
+                raise UsageError(f"{path}:{lineno}: empty text in column {text_column!r}")
+            if text_pair_column is not None:
+                pair = _column(path, lineno, record, text_pair_column, "--text_pair_column")
+                if not isinstance(pair, str) or not pair.strip():
+                    raise UsageError(f"{path}:{lineno}: empty text in column {text_pair_column!r}")
+                pairs.append(pair)
+            if task_type == "multi_label":
+                if isinstance(label, str):
+                    label = [p.strip() for p in label.split(label_separator) if p.strip()]
+                if not isinstance(label, list):
+                    raise UsageError(f"{path}:{lineno}: {label_column!r} must be a list of labels (multi_label)")
+                label = sorted({str(x) for x in label})
+            else:
+                if label is None or isinstance(label, (list, dict)) or str(label).strip() == "":
+                    raise UsageError(f"{path}:{lineno}: {label_column!r} must hold one label, got {label!r}")
+                label = str(label).strip()
+        texts.append(text)
+        labels.append(label)
+        lines.append(lineno)
+    if not texts:
+        raise UsageError(f"{path}: no examples")
+    return TaskSplit(path, texts, labels, lines, pairs if text_pair_column else None, file_sha256(path))
+
+
+def _label_names(split: TaskSplit, task_type: str) -> set[str]:
+    if task_type == "single_label":
+        return set(split.labels)
+    return {label for labels in split.labels for label in labels}
+
+
+def _sort_key(label: str):
+    # Numeric labels in numeric order (so "2" < "10"), then names alphabetically; "O" first for tag sets.
+    numeric = re.fullmatch(r"-?[0-9]+", label) is not None
+    return (label != "O", not numeric, int(label) if numeric else 0, label)
+
+
+def load_task(
+    train_file: str,
+    validation_file: str,
+    test_file: str | None = None,
+    task_type: str = "auto",
+    **columns,
+) -> Task:
+    """Read the splits; the label set is the training file's, and any other label is an error naming its line."""
+    if task_type not in ("auto", *TASK_TYPES):
+        raise UsageError(f"--task_type {task_type}: expected auto or one of {', '.join(TASK_TYPES)}")
+    train = read_task_file(train_file, task_type, **columns)
+    if task_type == "auto":
+        task_type = infer_task_type(train.texts[0], train.labels[0])
+    labels = sorted(_label_names(train, task_type), key=_sort_key)
+    if task_type == "single_label" and len(labels) < 2:
+        raise UsageError(f"{train_file}: only one label ({labels[0]}) in the training file; nothing to learn")
+    known = set(labels)
+    splits = []
+    for path in (validation_file, test_file):
+        if path is None:
+            splits.append(None)
+            continue
+        split = read_task_file(path, task_type, **columns)
+        for lineno, label in zip(split.lines, split.labels, strict=True):
+            unseen = sorted(({label} if task_type == "single_label" else set(label)) - known)
+            if unseen:
+                raise UsageError(
+                    f"{path}:{lineno}: label {unseen[0]!r} never occurs in the training file {train_file} "
+                    f"(training labels: {', '.join(labels[:20])}{' ...' if len(labels) > 20 else ''})"
+                )
+        splits.append(split)
+    return Task(task_type, labels, train, splits[0], splits[1])
+
+
+def stratified_sample(labels: list, n: int, seed: int) -> np.ndarray:
+    """Indices of `n` examples drawn without replacement, keeping class proportions (single-label labels).
+
+    Each class gets its proportional share rounded down; the leftover places go to the largest remainders; when
+    `n` covers every class, each class keeps at least one example. Labels that are lists (multi-label, token tags)
+    are sampled uniformly, since there is no single class to stratify by.
+    """
+    rng = np.random.default_rng(seed)
+    total = len(labels)
+    if n >= total:
+        return np.arange(total)
+    if not labels or not isinstance(labels[0], str):
+        return np.sort(rng.choice(total, size=n, replace=False))
+    classes, inverse, counts = np.unique(np.asarray(labels), return_inverse=True, return_counts=True)
+    exact = counts * n / total
+    quota = np.floor(exact).astype(int)
+    leftover = n - quota.sum()
+    # Ties between equal remainders are broken at random, so no class is favoured by its name.
+    order = np.lexsort((rng.random(len(classes)), -(exact - quota)))
+    quota[order[:leftover]] += 1
+    if n >= len(classes):
+        for c in np.flatnonzero(quota == 0):
+            donor = int(np.argmax(quota))
+            quota[donor] -= 1
+            quota[c] += 1
+    chosen = [rng.choice(np.flatnonzero(inverse == c), size=q, replace=False) for c, q in enumerate(quota) if q]
+    return np.sort(np.concatenate(chosen))
+
+
+@dataclass
+class Encoded:
+    """A tokenized split: the dataset the Trainer sees, and what maps predictions back to words."""
+
+    dataset: object
+    word_ids: list[list[int | None]] | None
+    truncated: int
+
+
+def encode(task: Task, split: TaskSplit, tokenizer, max_length: int) -> Encoded:
+    import datasets
+
+    if task.task_type == "token":
+        enc = tokenizer(split.texts, is_split_into_words=True, truncation=True, max_length=max_length)
+        word_ids = [enc.word_ids(i) for i in range(len(split))]
+        labels = []
+        for ids, tags in zip(word_ids, split.labels, strict=True):
+            # Only a word's first sub-token is trained and scored; the others are ignored (-100).
+            previous, row = None, []
+            for w in ids:
+                row.append(task.label2id[tags[w]] if w is not None and w != previous else -100)
+                previous = w
+            labels.append(row)
+        last_word = [max((w for w in ids if w is not None), default=-1) for ids in word_ids]
+        truncated = sum(last < len(words) - 1 for last, words in zip(last_word, split.texts, strict=True))
+    else:
+        pairs = split.pairs
+        enc = tokenizer(split.texts, pairs, truncation=True, max_length=max_length)
+        full = tokenizer(split.texts, pairs, truncation=False, verbose=False)["input_ids"]
+        truncated = sum(len(ids) > max_length for ids in full)
+        word_ids = None
+        if task.task_type == "multi_label":
+            labels = [[float(label in set(gold)) for label in task.labels] for gold in split.labels]
+        else:
+            labels = [task.label2id[label] for label in split.labels]
+    columns = {key: list(values) for key, values in enc.items()}
+    columns["labels"] = labels
+    if truncated:
+        logger.warning("%s: %d of %d examples truncated to %d tokens", split.path, truncated, len(split), max_length)
+    return Encoded(datasets.Dataset.from_dict(columns), word_ids, truncated)
+
+
+def decode(task: Task, logits: np.ndarray, word_ids, lengths: list[int] | None = None) -> list:
+    """Predicted labels (names) from logits: argmax, sigmoid > 0.5, or per-word argmax (cut words become O)."""
+    if task.task_type == "single_label":
+        return [task.labels[i] for i in logits.argmax(-1)]
+    if task.task_type == "multi_label":
+        return [[task.labels[i] for i in np.flatnonzero(row > 0)] for row in logits]  # sigmoid(x) > 0.5 iff x > 0
+    predictions = []
+    best = logits.argmax(-1)
+    for row, ids, n_words in zip(best, word_ids, lengths, strict=True):
+        tags = ["O"] * n_words
+        previous = None
+        for position, w in enumerate(ids):
+            if w is not None and w != previous:
+                tags[w] = task.labels[row[position]]
+            previous = w
+        predictions.append(tags)
+    return predictions
