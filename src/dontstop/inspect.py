@@ -1,0 +1,450 @@
+"""Should I adapt? How far each corpus is from the others (and from what the model knows), before any training.
+
+    dontstop inspect --corpus general=books.jsonl --corpus domain=docs.jsonl --model_name_or_path roberta-base \\
+        --output_dir runs/inspect
+
+Per corpus (a seeded sample of up to --max_docs documents): its words (stopwords out; Chinese segmented with jieba),
+the vocabulary-overlap matrix of Gururangan et al. (2020) (see `similarity.py`), and with a model, how its tokenizer
+fragments the words and the model's masked-LM loss on a sample (the engine's own evaluation). Writes
+`similarity.json`, `README.md` (the summary and a recommendation, with its rule), and `overlap.png` (a heatmap).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .errors import UsageError
+from .outputs import check_output_dir, write_json
+
+logger = logging.getLogger(__name__)
+
+# The recommendation's thresholds on the top-10K overlap with the reference corpus, read off the paper's Figure 2
+# and Table 3: its news domain (54.1% overlap) gained least from DAPT, computer science (19.2%) the most.
+FAR, NEAR = 40.0, 60.0
+# A domain whose masked-LM loss exceeds the reference's by this many nats is one the model predicts clearly worse.
+LOSS_GAP = 0.5
+# A tokenizer that needs this many times more pieces per word than on the reference splits the domain's words apart.
+FRAGMENTATION_RATIO = 1.3
+
+
+@dataclass
+class InspectArguments:
+    corpus: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "A corpus NAME=PATH (any format pretrain reads); repeat for each corpus.",
+            "action": "extend",
+        },
+    )
+    output_dir: str | None = field(default=None, metadata={"help": "Where the report goes."})
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Also measure this model's tokenizer fragmentation and masked-LM loss."}
+    )
+    reference: str | None = field(
+        default=None,
+        metadata={"help": "The corpus standing for what the model already knows (default: the first one)."},
+    )
+    text_column: str = field(default="text", metadata={"help": "Column holding the text in jsonl/csv/parquet files."})
+    max_docs: int = field(default=50_000, metadata={"help": "Documents sampled per corpus (seeded)."})
+    seed: int = field(default=42, metadata={"help": "Seed of the document samples and of the masks."})
+    top_k: int = field(default=10_000, metadata={"help": "K of the top-K vocabulary overlap."})
+    overlap: str = field(
+        default="topk",
+        metadata={
+            "help": "topk: the paper's |top-K(A) ∩ top-K(B)| / K; jaccard: the paper repository's Jaccard index "
+            "of the words in at least --min_df documents.",
+            "choices": ["topk", "jaccard"],
+        },
+    )
+    min_df: int = field(default=3, metadata={"help": "jaccard: minimum document frequency of a word."})
+    segmenter: str = field(
+        default="auto",
+        metadata={
+            "help": "Words: whitespace (runs of letters), jieba (Chinese), or auto (per corpus: jieba when at least "
+            "30%% of the letters are Han characters).",
+            "choices": ["auto", "whitespace", "jieba"],
+        },
+    )
+    eval_blocks: int = field(
+        default=200, metadata={"help": "Blocks of --max_seq_length tokens per corpus for the masked-LM loss."}
+    )
+    max_seq_length: int = field(default=128, metadata={"help": "Tokens per block for the masked-LM loss."})
+    batch_size: int = field(default=32, metadata={"help": "Batch size for the masked-LM loss."})
+    head_warmup_steps: int = field(
+        default=100,
+        metadata={
+            "help": "A checkpoint without MLM-head weights (a sentence encoder) gets its new head trained alone "
+            "for this many steps, on other documents of all corpora in equal shares, before the loss is measured "
+            "(0: report no loss for it)."
+        },
+    )
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Write into a non-empty --output_dir (never done without this flag)."}
+    )
+
+
+def sample_documents(path: str, text_column: str, n: int, seed: int) -> list[str]:
+    """Up to n documents drawn without replacement, in random order."""
+    from .corpus import load_corpus
+
+    dataset = load_corpus(path, text_column)
+    # A random order even when the corpus is small, so any prefix of the sample (the loss's documents) is random too.
+    order = np.random.default_rng(seed).permutation(len(dataset))[:n]
+    return list(dataset.select(order)["text"])
+
+
+def recommend(names: list[str], reference: str, matrix: np.ndarray, models: dict) -> list[str]:
+    """One line per non-reference corpus, from the rule stated in the README the stage writes."""
+    r = names.index(reference)
+    lines = []
+    for i, name in enumerate(names):
+        if i == r:
+            continue
+        overlap = matrix[r, i]
+        if overlap < FAR:
+            verdict = f"far from {reference} ({overlap:.1f}% overlap): DAPT likely pays"
+        elif overlap < NEAR:
+            verdict = f"moderately close to {reference} ({overlap:.1f}%): DAPT may pay; TAPT is the cheap first try"
+        else:
+            verdict = f"close to {reference} ({overlap:.1f}%): DAPT is unlikely to pay much; TAPT alone may do"
+        notes = []
+        loss, ref_loss = models.get(name, {}).get("lm_loss"), models.get(reference, {}).get("lm_loss")
+        if loss is not None and ref_loss is not None and loss - ref_loss > LOSS_GAP:
+            notes.append(f"the model predicts it {loss - ref_loss:.2f} nats worse than {reference}")
+        pieces = models.get(name, {}).get("subtokens_per_word")
+        ref_pieces = models.get(reference, {}).get("subtokens_per_word")
+        if pieces and ref_pieces and pieces > FRAGMENTATION_RATIO * ref_pieces:
+            notes.append(
+                f"its words split into {pieces:.2f} pieces on average ({ref_pieces:.2f} on {reference}): "
+                "mined domain words or a vocabulary extension may help"
+            )
+        lines.append(f"- **{name}**: {verdict}" + ("; " + "; ".join(notes) if notes else "") + ".")
+    return lines
+
+
+def masked_lm_losses(model_name: str, samples: dict[str, list[str]], warmup: dict[str, list[str]], args) -> dict:
+    """{corpus: masked-LM metrics} from the pretraining engine's evaluation (token masking, 15%, seeded masks).
+
+    A checkpoint without MLM-head weights gets a fresh head; its loss would measure the random head, not the model.
+    So the head is first trained alone (encoder frozen) on `warmup`, documents of every corpus in equal shares that
+    are not in the evaluation samples, and the loss reported is what the unchanged encoder supports.
+    """
+    import json
+
+    import torch
+    from transformers import set_seed
+
+    from .masking import CausalLMCollator, EpochIndexed, MaskedLMCollator
+    from .pretrain import (
+        HeadWarmupCallback,
+        MaskingArguments,
+        ModelArguments,
+        PretrainingArguments,
+        PretrainTrainer,
+        load_model_and_tokenizer,
+    )
+    from .tokenization import Framing, PackedBlocks, TokenizedCorpus, tokenize_corpus
+
+    set_seed(args.seed)  # before loading: the seed also fixes the initialisation of a missing head
+    model, tokenizer, objective, new_params = load_model_and_tokenizer(ModelArguments(model_name_or_path=model_name))
+    framing = Framing.from_tokenizer(tokenizer)
+    positions = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", 512)
+    if not framing.overhead < args.max_seq_length <= min(positions, tokenizer.model_max_length):
+        raise UsageError(f"--max_seq_length {args.max_seq_length}: {model_name} takes at most {positions} tokens")
+    with tempfile.TemporaryDirectory() as scratch:
+
+        def tokenized(name: str, texts: list[str]) -> TokenizedCorpus:
+            path = os.path.join(scratch, f"{name}.jsonl")
+            with open(path, "w", encoding="utf-8") as f:
+                f.writelines(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts)
+            return tokenize_corpus(path, tokenizer, cache_dir=os.path.join(scratch, "cache"))
+
+        def blocks(corpus: TokenizedCorpus, limit: int | None = None) -> EpochIndexed:
+            packed = PackedBlocks(corpus, framing, args.max_seq_length)
+            if limit is not None and len(packed) > limit:
+                packed = torch.utils.data.Subset(packed, range(limit))
+            return EpochIndexed(packed)
+
+        eval_sets = {name: blocks(tokenized(name, texts), args.eval_blocks) for name, texts in samples.items()}
+        warm = None
+        if new_params and args.head_warmup_steps and any(warmup.values()):
+            warm = blocks(TokenizedCorpus.concatenate([tokenized(f"warmup-{n}", t) for n, t in warmup.items() if t]))
+        training = PretrainingArguments(
+            output_dir=scratch,
+            per_device_train_batch_size=args.batch_size,
+            per_device_eval_batch_size=args.batch_size,
+            max_steps=args.head_warmup_steps if warm is not None else 1,
+            learning_rate=1e-3,  # only the fresh head trains, so a high rate puts the encoder at no risk
+            save_strategy="no",
+            report_to="none",
+            seed=args.seed,
+        )
+        if objective == "mlm":
+            collator = MaskedLMCollator.from_tokenizer(
+                tokenizer, model.config.vocab_size, seed=args.seed, masking=MaskingArguments().spec()
+            )
+        else:
+            collator = CausalLMCollator(tokenizer.pad_token_id)
+        callbacks = []
+        if warm is not None:
+            callbacks.append(HeadWarmupCallback(model, new_params, args.head_warmup_steps, evaluate_at_end=False))
+        trainer = PretrainTrainer(
+            model=model,
+            args=training,
+            train_dataset=warm,
+            eval_dataset=eval_sets,
+            data_collator=collator,
+            processing_class=tokenizer,
+            callbacks=callbacks,
+            objective=objective,
+        )
+        if warm is not None:
+            logger.info(
+                "%s has no MLM-head weights: training its new head alone for %d steps",
+                model_name,
+                args.head_warmup_steps,
+            )
+            trainer.train()
+        metrics = trainer.evaluate()
+    head = "checkpoint" if not new_params else ("warmed up" if warm is not None else "random")
+    measured = head != "random"
+    return {
+        name: {
+            "objective": objective,
+            "lm_loss": metrics[f"eval_{name}_loss"] if measured else None,
+            "lm_perplexity": metrics[f"eval_{name}_perplexity"] if measured else None,
+            "lm_accuracy": metrics[f"eval_{name}_accuracy"] if measured else None,
+            "lm_tokens": metrics[f"eval_{name}_tokens"],
+            "lm_head": head,
+        }
+        for name in samples
+    }
+
+
+def take_characters(texts: list[str], budget: int) -> list[str]:
+    """Whole documents from the front of `texts` until about `budget` characters (at least one document)."""
+    taken, total = [], 0
+    for text in texts:
+        if taken and total >= budget:
+            break
+        taken.append(text)
+        total += len(text)
+    return taken
+
+
+def heatmap(path: str, names: list[str], matrix: np.ndarray, title: str):
+    """The overlap matrix as a PNG, values written in the cells; the labels also go into the PNG's metadata."""
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    size = 1.2 + 0.75 * len(names)
+    fig, ax = plt.subplots(figsize=(size + 1.5, size))
+    image = ax.imshow(matrix, cmap="viridis", vmin=0, vmax=100)
+    ax.set_xticks(range(len(names)), labels=names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), labels=names)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            color = "black" if matrix[i, j] > 60 else "white"
+            ax.text(j, i, f"{matrix[i, j]:.1f}", ha="center", va="center", color=color, fontsize=9)
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(image, ax=ax, label="%")
+    fig.tight_layout()
+    tmp = f"{path}.tmp.png"
+    fig.savefig(tmp, dpi=120, metadata={"Title": title, "Description": json.dumps({"labels": names})})
+    os.replace(tmp, path)
+    return fig
+
+
+def matrix_table(names: list[str], matrix: np.ndarray) -> list[str]:
+    rows = ["| | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    rows += [f"| **{n}** | " + " | ".join(f"{v:.1f}" for v in matrix[i]) + " |" for i, n in enumerate(names)]
+    return rows
+
+
+def write_readme(path: str, report: dict) -> None:
+    names = [c["name"] for c in report["corpora"]]
+    method = report["overlap"]
+    lines = [
+        "# Domain similarity (`dontstop inspect`)",
+        "",
+        f"Vocabulary overlap, {method['description']}:",
+        "",
+        *matrix_table(names, np.array(method["matrix"])),
+        "",
+        "![overlap heatmap](overlap.png)",
+        "",
+        "| corpus | documents sampled | words | distinct words (no stopwords) | segmenter | most frequent words |",
+        "|---|---:|---:|---:|---|---|",
+    ]
+    for c in report["corpora"]:
+        lines.append(
+            f"| {c['name']} | {c['documents']:,} | {c['words']:,} | {c['distinct_words']:,} | {c['segmenter']} "
+            f"| {', '.join(c['top_words'][:8])} |"
+        )
+    if report.get("model"):
+        lines += [
+            "",
+            f"Model `{report['model']}` ({report['corpora'][0]['model']['objective'].upper()} loss; head: "
+            f"{report['corpora'][0]['model']['lm_head']}):",
+            "",
+            "| corpus | sub-tokens per word | words in 3+ pieces | unknown-token rate | LM loss | perplexity |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for c in report["corpora"]:
+            m = c["model"]
+            loss = "n/a" if m["lm_loss"] is None else f"{m['lm_loss']:.3f}"
+            ppl = "n/a" if m["lm_perplexity"] is None else f"{m['lm_perplexity']:.1f}"
+            lines.append(
+                f"| {c['name']} | {m['subtokens_per_word']:.2f} | {100 * m['split_3plus']:.1f}% "
+                f"| {100 * m['unknown_rate']:.2f}% | {loss} | {ppl} |"
+            )
+    lines += ["", "## Recommendation", "", *report["recommendation"], "", f"Rule: {report['rule']}", ""]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines))
+
+
+RULE = (
+    f"against the reference corpus, a top-K overlap below {FAR:.0f}% reads as far (DAPT likely pays), "
+    f"{FAR:.0f}-{NEAR:.0f}% as moderately close, above {NEAR:.0f}% as close (the paper's news domain, 54.1%, gained "
+    f"least from DAPT; computer science, 19.2%, the most). With a model, a masked-LM loss more than {LOSS_GAP} nats "
+    f"above the reference's, or {FRAGMENTATION_RATIO}x as many sub-tokens per word, is called out. TAPT (pretraining "
+    "on the task's own unlabeled text) is cheap and helped in every domain of the paper, so it is worth adding "
+    "whatever the overlap."
+)
+
+
+def validate(args: InspectArguments):
+    from .corpus import parse_named_path
+
+    if not args.corpus:
+        raise UsageError("--corpus NAME=PATH is required (repeat it for each corpus)")
+    if not args.output_dir:
+        raise UsageError("--output_dir is required")
+    corpora = [parse_named_path(spec, "--corpus") for spec in args.corpus]
+    names = [c.name for c in corpora]
+    if len(set(names)) != len(names):
+        raise UsageError(f"--corpus names must be distinct (got {', '.join(names)})")
+    if args.reference is not None and args.reference not in names:
+        raise UsageError(f"--reference {args.reference}: no corpus of that name (corpora: {', '.join(names)})")
+    for option in ("max_docs", "top_k", "min_df", "eval_blocks", "max_seq_length", "batch_size"):
+        if getattr(args, option) < 1:
+            raise UsageError(f"--{option} must be at least 1")
+    if args.head_warmup_steps < 0:
+        raise UsageError("--head_warmup_steps must be 0 or more")
+    for c in corpora:
+        if not os.path.exists(c.path):
+            raise UsageError(f"--corpus {c.name}={c.path}: no such file or directory")
+    check_output_dir(args.output_dir, args.overwrite_output_dir)
+    return corpora
+
+
+def run_inspect(args: InspectArguments) -> dict:
+    """Measure, write `similarity.json`, `README.md` and `overlap.png`; return the report."""
+    from transformers import AutoTokenizer
+
+    from .outputs import resolve_model_path
+    from .similarity import count_words, fragmentation, overlap_matrix
+
+    corpora = validate(args)
+    names = [c.name for c in corpora]
+    reference = args.reference or names[0]
+    samples = {c.name: sample_documents(c.path, args.text_column, args.max_docs, args.seed) for c in corpora}
+    vocabularies = [count_words(n, samples[n], args.segmenter, progress=True) for n in names]
+    matrices = {
+        "topk": overlap_matrix(vocabularies, "topk", top_k=args.top_k),
+        "jaccard": overlap_matrix(vocabularies, "jaccard", min_df=args.min_df),
+    }
+    descriptions = {
+        "topk": f"share of the top-{args.top_k:,} words (stopwords excluded) two corpora have in common, in percent",
+        "jaccard": f"Jaccard index of the words in at least {args.min_df} documents, in percent",
+    }
+    report = {
+        "reference": reference,
+        "overlap": {"method": args.overlap, "description": descriptions[args.overlap], "names": names},
+        "overlaps": {m: {"description": descriptions[m], "matrix": matrices[m].round(2).tolist()} for m in matrices},
+        "corpora": [],
+        "model": args.model_name_or_path,
+        "settings": asdict(args),
+    }
+    report["overlap"]["matrix"] = report["overlaps"][args.overlap]["matrix"]
+    models: dict[str, dict] = {}
+    if args.model_name_or_path:
+        source = resolve_model_path(args.model_name_or_path)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source)
+        except (OSError, ValueError) as e:
+            raise UsageError(f"cannot load tokenizer of {source!r}: {str(e).strip().splitlines()[0]}") from None
+        # Documents for the loss come first in each sample, those for a head warm-up after them; both by characters
+        # (generously: English runs about 4 characters per token), then cut to exact block counts.
+        eval_chars = args.eval_blocks * args.max_seq_length * 6
+        warm_chars = args.head_warmup_steps * args.batch_size * args.max_seq_length * 6 // len(names)
+        evaluated = {n: take_characters(samples[n], eval_chars) for n in names}
+        warmup = {n: take_characters(samples[n][len(evaluated[n]) :], warm_chars) for n in names}
+        losses = masked_lm_losses(source, evaluated, warmup if warm_chars else {}, args)
+        for vocab in vocabularies:
+            models[vocab.name] = {**fragmentation(tokenizer, vocab), **losses[vocab.name]}
+    for c, vocab in zip(corpora, vocabularies, strict=True):
+        entry = {
+            "name": c.name,
+            "path": c.path,
+            "documents": vocab.documents,
+            "words": vocab.tokens,
+            "distinct_words": len(vocab.counts),
+            "segmenter": vocab.segmenter,
+            "top_words": vocab.top(50),
+        }
+        if models:
+            entry["model"] = models[c.name]
+        report["corpora"].append(entry)
+    report["recommendation"] = recommend(names, reference, matrices["topk"], models) if len(names) > 1 else []
+    report["rule"] = RULE
+    os.makedirs(args.output_dir, exist_ok=True)
+    titles = {
+        "topk": f"Overlap of the top-{args.top_k:,} words (%)",
+        "jaccard": f"Jaccard, words in >= {args.min_df} docs (%)",
+    }
+    title = titles[args.overlap]
+    heatmap(os.path.join(args.output_dir, "overlap.png"), names, matrices[args.overlap], title)
+    write_json(os.path.join(args.output_dir, "similarity.json"), report)
+    write_readme(os.path.join(args.output_dir, "README.md"), report)
+    logger.info("\n%s", "\n".join(matrix_table(names, matrices[args.overlap]) + [""] + report["recommendation"]))
+    return report
+
+
+EXAMPLES = """examples:
+  # how far are my domain and my task from general English? (the first corpus is the reference)
+  dontstop inspect --corpus general=books.jsonl --corpus domain=docs.jsonl --corpus task=train.jsonl \\
+      --output_dir runs/inspect
+
+  # with a model: tokenizer fragmentation and masked-LM loss per corpus
+  dontstop inspect --corpus general=books.jsonl --corpus domain=docs.jsonl --model_name_or_path roberta-base \\
+      --output_dir runs/inspect
+
+  # the paper repository's measure instead: Jaccard of words in >= 3 documents
+  dontstop inspect --corpus a=a.jsonl --corpus b=b.jsonl --overlap jaccard --output_dir runs/inspect-jaccard
+"""
+
+
+def make_parser():
+    from .cli import stage_parser
+
+    return stage_parser(
+        (InspectArguments,), prog="dontstop inspect", description=__doc__.split("\n\n")[0], epilog=EXAMPLES
+    )
+
+
+def main(argv: list[str]) -> int:
+    from .cli import parse_with_config
+
+    (args,) = parse_with_config(make_parser(), argv)
+    run_inspect(args)
+    return 0
