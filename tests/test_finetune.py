@@ -316,6 +316,14 @@ def test_csv_and_tsv_task_files(tmp_path):
     (tmp_path / "d.tsv").write_text("text\tlabel\nq\tx\n", encoding="utf-8")
     task = load_task(str(tmp_path / "t.csv"), str(tmp_path / "d.tsv"))
     assert task.train.texts == ["a, b", "c"] and task.labels == ["x", "y"] and task.dev.lines == [2]
+    # a spreadsheet's byte-order mark is not part of the first column's name; a stray quote in a TSV is text
+    (tmp_path / "bom.csv").write_bytes("\ufefftext,label\nq,x\nr,y\n".encode())
+    (tmp_path / "q.tsv").write_text('text\tlabel\n"quoted start\tx\nnext row\ty\n', encoding="utf-8")
+    task = load_task(str(tmp_path / "bom.csv"), str(tmp_path / "q.tsv"))
+    assert task.train.texts == ["q", "r"] and task.dev.texts == ['"quoted start', "next row"]
+    numbers = "\n".join(f'{{"text": "t", "label": {n}}}' for n in (10, 2, 1))
+    (tmp_path / "n.jsonl").write_text(numbers, encoding="utf-8")
+    assert load_task(str(tmp_path / "n.jsonl"), str(tmp_path / "n.jsonl")).labels == ["1", "2", "10"]
 
 
 @pytest.mark.parametrize(
@@ -351,6 +359,7 @@ def test_bad_options_are_one_line_errors(tiny_bert, task_files, tmp_path, capsys
         (("--ema", "1.5"), "--ema 1.5"),
         (("--train_limit", "0"), "--train_limit 0"),
         (("--metric_for_best_model", "f2"), "--metric_for_best_model f2: a single_label task offers accuracy"),
+        (("--max_seq_length", "4096"), "--max_seq_length 4096: the model takes 3 to 128 tokens"),
     ):
         assert run_cli(*finetune_args(tiny_bert, task_files, tmp_path / "x", *extra)) == 2
         assert error in capsys.readouterr().err
@@ -423,3 +432,31 @@ def test_invalid_utf8_and_malformed_json_name_the_line(tmp_path):
     tokens.write_text('{"text": ["a", "b"], "label": ["O"]}\n', encoding="utf-8")
     with pytest.raises(UsageError, match=r"tok.jsonl:1: 2 words but 1 tags"):
         read_task_file(str(tokens), "auto")
+
+
+def test_best_epoch_keeps_the_best_weights_and_stops_after_patience():
+    from types import SimpleNamespace
+
+    from dontstop.finetune import BestEpoch
+
+    model = torch.nn.Linear(2, 1)
+    control = SimpleNamespace(should_training_stop=False)
+
+    def evaluate(callback, epoch, value, name="macro_f1"):
+        with torch.no_grad():
+            model.weight.fill_(epoch)  # the weights say which epoch they come from
+        callback.on_evaluate(None, SimpleNamespace(epoch=float(epoch)), control, {f"eval_{name}": value}, model)
+
+    best = BestEpoch("macro_f1", patience=2)
+    for epoch, value in enumerate([float("nan"), 0.5, 0.7, 0.6], start=1):  # a diverged first epoch never wins
+        evaluate(best, epoch, value)
+    assert best.best_epoch == 3 and not control.should_training_stop
+    evaluate(best, 5, 0.65)
+    assert control.should_training_stop  # two evaluations without gain
+    best.restore(model)
+    assert torch.all(model.weight == 3)
+
+    lowest = BestEpoch("loss", patience=0)  # the loss is the one metric where lower is better
+    for epoch, value in enumerate([0.9, 0.4, 0.6], start=1):
+        evaluate(lowest, epoch, value, "loss")
+    assert lowest.best_epoch == 2
