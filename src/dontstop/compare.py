@@ -24,6 +24,7 @@ import statistics
 from dataclasses import dataclass
 
 from .errors import UsageError
+from .scoring import aggregate, mean_std_percent
 
 logger = logging.getLogger(__name__)
 
@@ -142,17 +143,11 @@ def compare_runs(runs: list[Run], split: str = "test", metrics: list[str] | None
             row["same_seeds"] = sorted(seeds, key=str) == sorted(rows[0]["seeds"], key=str)
         for m in metrics:
             values = run.values(split, m)
-            std = statistics.stdev(values) if len(values) > 1 else None
-            row["metrics"][m] = {"mean": statistics.fmean(values), "std": std, "n": len(values), "values": values}
+            row["metrics"][m] = aggregate(values)
             if run is not base:
                 row["metrics"][m].update(welch(base.values(split, m), values))
         rows.append(row)
     return {"split": split, "baseline": base.name, "metrics": metrics, "method": METHOD, "alpha": ALPHA, "runs": rows}
-
-
-def _cell(stats: dict) -> str:
-    std = "n/a" if stats["std"] is None else f"{100 * stats['std']:.1f}"
-    return f"{100 * stats['mean']:.1f} ± {std}"
 
 
 def _delta(stats: dict) -> str:
@@ -169,7 +164,7 @@ def to_markdown(comparison: dict) -> str:
     for i, row in enumerate(runs):
         cells = [row["name"], str(len(row["seeds"]))]
         for m in metrics:
-            cells += [_cell(row["metrics"][m]), "baseline" if i == 0 else _delta(row["metrics"][m])]
+            cells += [mean_std_percent(row["metrics"][m]), "baseline" if i == 0 else _delta(row["metrics"][m])]
         lines.append("| " + " | ".join(cells) + " |")
     described = []
     for row in runs:

@@ -273,6 +273,19 @@ def fingerprint(task_args: TaskArguments, args: FinetuningArguments, task: Task)
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def finished_seed(output_dir: str, seed: int, key: str) -> dict | None:
+    """The record of a seed an earlier run finished with the same settings and files, if there is one."""
+    path = os.path.join(output_dir, f"seed-{seed}", "result.json")
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        record = json.load(f)
+    if record.get("fingerprint") != key:
+        logger.info("Seed %d: %s came from other settings or files; training it again", seed, path)
+        return None
+    return record
+
+
 def check_resumable(task_args: TaskArguments, args: FinetuningArguments) -> None:
     """--resume continues a run with the same settings (more seeds are fine); anything else is refused."""
     path = os.path.join(args.output_dir, "dontstop_config.json")
@@ -301,8 +314,7 @@ def selection_metric(task: Task, args: FinetuningArguments) -> str:
 
 
 def load_tokenizer_and_config(task_args: TaskArguments, task: Task):
-    """(resolved model path, tokenizer, config for the task). The weights are loaded once here as a probe, so a
-    broken checkpoint fails before anything is written."""
+    """(resolved model path, tokenizer, config for the task)."""
     from transformers import AutoConfig, AutoTokenizer
 
     source = resolve_model_path(task_args.model_name_or_path)
@@ -325,31 +337,39 @@ def load_tokenizer_and_config(task_args: TaskArguments, task: Task):
             tokenizer.pad_token = tokenizer.eos_token
         if getattr(config, "pad_token_id", None) is None:
             config.pad_token_id = tokenizer.pad_token_id
-        _, info = model_class(task).from_pretrained(
-            source, config=config, ignore_mismatched_sizes=True, output_loading_info=True
-        )
     except (OSError, ValueError) as e:
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UsageError(f"cannot load model {source!r}: {first_line}") from None
     if task.task_type == "token" and not getattr(tokenizer, "is_fast", False):
         raise UsageError(f"{source}: token classification needs a fast tokenizer (to map sub-tokens to words)")
+    return source, tokenizer, config
+
+
+def load_seeded_model(task: Task, source: str, config, seed: int):
+    """The checkpoint with a task head whose initialisation `seed` fixes; a broken checkpoint is a UsageError."""
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+    auto = AutoModelForTokenClassification if task.task_type == "token" else AutoModelForSequenceClassification
+    set_seed(seed)
+    try:
+        model, info = auto.from_pretrained(
+            source, config=config, ignore_mismatched_sizes=True, output_loading_info=True
+        )
+    except (OSError, ValueError) as e:
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UsageError(f"cannot load model {source!r}: {first_line}") from None
     if not info["missing_keys"] and not info.get("mismatched_keys"):
         logger.warning(
             "%s already holds a %d-label head: it is fine-tuned further, not initialised afresh",
             source,
             len(task.labels),
         )
-    return source, tokenizer, config
+    return model
 
 
-def model_class(task: Task):
-    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
-
-    return AutoModelForTokenClassification if task.task_type == "token" else AutoModelForSequenceClassification
-
-
-def run_seed(seed, task, source, config, tokenizer, encoded, task_args, args, output_dir, key: str) -> dict:
-    """Train one seed; return its record (dev and test metrics of the best epoch, timing, history)."""
+def run_seed(seed, task, model, tokenizer, encoded, task_args, args, output_dir, key: str) -> dict:
+    """Train one seed's `model` (from `load_seeded_model`); return its record (dev and test metrics of the best
+    epoch, timing, history)."""
     from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
 
     seed_dir = os.path.join(output_dir, f"seed-{seed}")
@@ -357,8 +377,6 @@ def run_seed(seed, task, source, config, tokenizer, encoded, task_args, args, ou
     if task_args.train_limit:
         draw_seed = seed if task_args.sample_seed is None else task_args.sample_seed
         train = train.select(stratified_sample(task.train.labels, task_args.train_limit, draw_seed))
-    set_seed(seed)  # before loading: the seed also fixes the classifier's initialisation
-    model = model_class(task).from_pretrained(source, config=config, ignore_mismatched_sizes=True)
     if task.task_type == "token":
         collator = DataCollatorForTokenClassification(tokenizer)
     else:
@@ -480,23 +498,23 @@ def run_finetune(task_args: TaskArguments, args: FinetuningArguments) -> dict:
         len(task.test) if task.test else "no",
         ", ".join(map(str, seeds)),
     )
+    key = fingerprint(task_args, args, task)
+    earlier = {seed: finished_seed(args.output_dir, seed, key) if task_args.resume else None for seed in seeds}
+    pending = [seed for seed in seeds if earlier[seed] is None]
+    # The first model is loaded before anything is written, so a broken checkpoint leaves no half-made directory.
+    model = load_seeded_model(task, source, config, pending[0]) if pending else None
     os.makedirs(args.output_dir, exist_ok=True)
     write_json(os.path.join(args.output_dir, "dontstop_config.json"), resolved_config(task_args, args))
-    key = fingerprint(task_args, args, task)
     records = []
     for i, seed in enumerate(seeds, start=1):
-        finished = os.path.join(args.output_dir, f"seed-{seed}", "result.json")
-        if task_args.resume and os.path.exists(finished):
-            with open(finished, encoding="utf-8") as f:
-                record = json.load(f)
-            if record.get("fingerprint") == key:
-                logger.info("Seed %d (%d of %d): finished earlier, reusing %s", seed, i, len(seeds), finished)
-                records.append(record)
-                continue
-            logger.info("Seed %d: %s came from other settings or files; training it again", seed, finished)
+        if earlier[seed] is not None:
+            logger.info("Seed %d (%d of %d): finished earlier, reusing its result", seed, i, len(seeds))
+            records.append(earlier[seed])
+            continue
         logger.info("Seed %d (%d of %d)", seed, i, len(seeds))
-        record = run_seed(seed, task, source, config, tokenizer, encoded, task_args, args, args.output_dir, key)
-        records.append(record)
+        model = model if seed == pending[0] else load_seeded_model(task, source, config, seed)
+        records.append(run_seed(seed, task, model, tokenizer, encoded, task_args, args, args.output_dir, key))
+        model = None  # free it before the next seed loads
 
     metric_names = list(METRICS[task.task_type])
     results = {

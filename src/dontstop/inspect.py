@@ -134,8 +134,6 @@ def masked_lm_losses(model_name: str, samples: dict[str, list[str]], warmup: dic
     So the head is first trained alone (encoder frozen) on `warmup`, documents of every corpus in equal shares that
     are not in the evaluation samples, and the loss reported is what the unchanged encoder supports.
     """
-    import json
-
     import torch
     from transformers import set_seed
 
@@ -148,7 +146,7 @@ def masked_lm_losses(model_name: str, samples: dict[str, list[str]], warmup: dic
         PretrainTrainer,
         load_model_and_tokenizer,
     )
-    from .tokenization import Framing, PackedBlocks, TokenizedCorpus, tokenize_corpus
+    from .tokenization import Framing, PackedBlocks, TokenizedCorpus
 
     set_seed(args.seed)  # before loading: the seed also fixes the initialisation of a missing head
     model, tokenizer, objective, new_params = load_model_and_tokenizer(ModelArguments(model_name_or_path=model_name))
@@ -156,13 +154,7 @@ def masked_lm_losses(model_name: str, samples: dict[str, list[str]], warmup: dic
     positions = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", 512)
     if not framing.overhead < args.max_seq_length <= min(positions, tokenizer.model_max_length):
         raise UsageError(f"--max_seq_length {args.max_seq_length}: {model_name} takes at most {positions} tokens")
-    with tempfile.TemporaryDirectory() as scratch:
-
-        def tokenized(name: str, texts: list[str]) -> TokenizedCorpus:
-            path = os.path.join(scratch, f"{name}.jsonl")
-            with open(path, "w", encoding="utf-8") as f:
-                f.writelines(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts)
-            return tokenize_corpus(path, tokenizer, cache_dir=os.path.join(scratch, "cache"))
+    with tempfile.TemporaryDirectory() as scratch:  # the Trainer's output directory; nothing is kept
 
         def blocks(corpus: TokenizedCorpus, limit: int | None = None) -> EpochIndexed:
             packed = PackedBlocks(corpus, framing, args.max_seq_length)
@@ -170,10 +162,15 @@ def masked_lm_losses(model_name: str, samples: dict[str, list[str]], warmup: dic
                 packed = torch.utils.data.Subset(packed, range(limit))
             return EpochIndexed(packed)
 
-        eval_sets = {name: blocks(tokenized(name, texts), args.eval_blocks) for name, texts in samples.items()}
+        eval_sets = {
+            name: blocks(TokenizedCorpus.from_texts(tokenizer, texts), args.eval_blocks)
+            for name, texts in samples.items()
+        }
         warm = None
         if new_params and args.head_warmup_steps and any(warmup.values()):
-            warm = blocks(TokenizedCorpus.concatenate([tokenized(f"warmup-{n}", t) for n, t in warmup.items() if t]))
+            warm = blocks(
+                TokenizedCorpus.concatenate([TokenizedCorpus.from_texts(tokenizer, t) for t in warmup.values() if t])
+            )
         training = PretrainingArguments(
             output_dir=scratch,
             per_device_train_batch_size=args.batch_size,

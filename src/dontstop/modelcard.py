@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from .scoring import mean_std_percent
+
 
 def _fmt(value) -> str:
     if value is None:
@@ -115,11 +117,6 @@ def write_model_card(output_dir, model_args, data_args, masking_args, training_a
         f.write("\n".join(lines))
 
 
-def _percent(stats: dict) -> str:
-    std = "n/a" if stats["std"] is None else f"{100 * stats['std']:.1f}"
-    return f"{100 * stats['mean']:.1f} ± {std}"
-
-
 def results_table(results: dict) -> list[str]:
     """Markdown: one row per seed, then mean ± std (percent)."""
     split = "test" if "test" in results["aggregate"] else "dev"
@@ -132,7 +129,7 @@ def results_table(results: dict) -> list[str]:
         values = " | ".join(f"{100 * record[split][m]:.1f}" for m in names)
         epoch = "n/a" if record["best_epoch"] is None else f"{record['best_epoch']:g}"
         rows.append(f"| {record['seed']} | {epoch} | {values} |")
-    means = " | ".join(f"**{_percent(results['aggregate'][split][m])}**" for m in names)
+    means = " | ".join(f"**{mean_std_percent(results['aggregate'][split][m])}**" for m in names)
     rows.append(f"| mean ± std | | {means} |")
     return rows
 

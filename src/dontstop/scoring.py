@@ -84,3 +84,9 @@ def aggregate(values: list[float]) -> dict:
         "n": len(array),
         "values": [float(v) for v in array],
     }
+
+
+def mean_std_percent(stats: dict) -> str:
+    """An `aggregate` as "mean ± std" in percent, one decimal ("n/a" for the std of one seed)."""
+    std = "n/a" if stats["std"] is None else f"{100 * stats['std']:.1f}"
+    return f"{100 * stats['mean']:.1f} ± {std}"

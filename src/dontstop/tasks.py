@@ -76,15 +76,21 @@ class Task:
         self.label2id = {label: i for i, label in enumerate(self.labels)}
 
 
-def _records(path: str):
-    """Yield (line number, record dict) from a jsonl/csv/tsv file, with file:line errors."""
+def _read(path: str) -> bytes:
+    """The whole file: task files are small, and holding them lets a decoding error name its line and the hash come
+    from the same read."""
     if not os.path.isfile(path):
         raise UsageError(f"{path}: no such file")
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in SUFFIXES:
         raise UsageError(f"{path}: unknown task file format {suffix!r} (expected {', '.join(SUFFIXES)})")
     with open(path, "rb") as f:
-        raw = f.read()  # task files are small; reading whole lets a decoding error name its line
+        return f.read()
+
+
+def _records(path: str, raw: bytes):
+    """Yield (line number, record dict) from the bytes of a jsonl/csv/tsv file, with file:line errors."""
+    suffix = os.path.splitext(path)[1].lower()
     try:
         text = raw.decode("utf-8-sig")  # spreadsheet exports start with a byte-order mark
     except UnicodeDecodeError as e:
@@ -110,15 +116,6 @@ def _column(path, lineno, record, column, option):
     return record[column]
 
 
-def file_sha256(path: str) -> str:
-    """Recorded with the results, so `dontstop compare` can refuse runs scored on different files."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def infer_task_type(value_text, value_label) -> str:
     if isinstance(value_text, list):
         return "token"
@@ -137,7 +134,8 @@ def read_task_file(
 ) -> TaskSplit:
     """Read one split; `task_type` may be "auto" (decided by the first record)."""
     texts, labels, pairs, lines = [], [], [], []
-    for lineno, record in _records(path):
+    raw = _read(path)
+    for lineno, record in _records(path, raw):
         text = _column(path, lineno, record, text_column, "--text_column")
         label = _column(path, lineno, record, label_column, "--label_column")
         if task_type == "auto":
@@ -177,7 +175,9 @@ def read_task_file(
         lines.append(lineno)
     if not texts:
         raise UsageError(f"{path}: no examples")
-    return TaskSplit(path, texts, labels, lines, pairs if text_pair_column else None, file_sha256(path))
+    # Recorded with the results, so `dontstop compare` can refuse runs scored on different files.
+    digest = hashlib.sha256(raw).hexdigest()
+    return TaskSplit(path, texts, labels, lines, pairs if text_pair_column else None, digest)
 
 
 def _label_names(split: TaskSplit, task_type: str) -> set[str]:

@@ -91,6 +91,15 @@ class TokenizedCorpus:
         return TokenizedCorpus(gather(self.ids), offsets, {k: gather(v) for k, v in self.columns.items()})
 
     @classmethod
+    def from_texts(cls, tokenizer, texts: list[str]) -> TokenizedCorpus:
+        """A small corpus tokenized in memory, as `tokenize_corpus` tokenizes a file (no special tokens, no cache)."""
+        lists = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        offsets = np.zeros(len(lists) + 1, dtype=np.int64)
+        np.cumsum([len(ids) for ids in lists], out=offsets[1:])
+        ids = np.fromiter((i for ids in lists for i in ids), dtype=np.int32, count=int(offsets[-1]))
+        return cls(ids, offsets)
+
+    @classmethod
     def concatenate(cls, corpora: list[TokenizedCorpus]) -> TokenizedCorpus:
         if len(corpora) == 1:
             return corpora[0]
