@@ -19,6 +19,7 @@ from .errors import UsageError
 # name -> (module, one-line summary). Adding a stage adds a line here and a module; nothing else.
 STAGES = {
     "inspect": ("dontstop.inspect", "how far corpora are from each other and from the model: should I adapt?"),
+    "select": ("dontstop.select", "pick the pool text nearest the task (kNN-TAPT), or a random control of equal size"),
     "pretrain": ("dontstop.pretrain", "continue pretraining a masked or causal LM on a domain or task corpus"),
     "preview": ("dontstop.preview", "show a corpus masked as pretrain would mask it (units, rate, unit lengths)"),
     "finetune": ("dontstop.finetune", "fine-tune a checkpoint on a labelled task over seeds: dev/test mean ± std"),

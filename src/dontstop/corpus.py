@@ -137,3 +137,34 @@ def load_corpus(path: str, text_column: str = "text", streaming: bool = False) -
     if not streaming and len(ds) == 0:
         raise UsageError(f"{path}: no documents")
     return ds
+
+
+def iter_corpus_batches(path: str, text_column: str = "text", columns=(), batch_size: int = 4096, check: bool = True):
+    """Stream a corpus in file order as batches {"text": [...], column: [...] for each of `columns`}.
+
+    Nothing but the batch is in memory. Empty documents are kept (as "") so that a document's position is its
+    record number in the file; a column the corpus lacks comes back as None values. The file is checked whole first
+    (unless the caller did that already: `check=False`), so a bad line fails the run before any work, not an hour
+    into it.
+    """
+    if check:
+        check_corpus_file(path, text_column)
+    fmt = corpus_format(path)
+    if fmt == "saved":
+        ds = datasets.load_from_disk(path)
+        if isinstance(ds, datasets.DatasetDict):
+            if "train" not in ds:
+                raise UsageError(f"{path}: a DatasetDict without a 'train' split (splits: {', '.join(ds)})")
+            ds = ds["train"]
+    else:
+        kwargs = {"delimiter": "\t"} if path.lower().endswith(".tsv") else {}
+        ds = datasets.load_dataset(fmt, data_files=path, split="train", streaming=True, **kwargs)
+    text_column = "text" if fmt == "text" else text_column
+    for batch in ds.iter(batch_size=batch_size):
+        if text_column not in batch:
+            raise UsageError(f"{path}: no text column {text_column!r} (columns: {', '.join(batch)})")
+        size = len(batch[text_column])
+        out = {"text": [t if isinstance(t, str) else "" for t in batch[text_column]]}
+        for column in columns:
+            out[column] = batch.get(column, [None] * size)
+        yield out

@@ -314,3 +314,33 @@ def decode(task: Task, logits: np.ndarray, word_ids, lengths: list[int] | None =
             previous = w
         predictions.append(tags)
     return predictions
+
+
+def read_texts(path: str, text_column: str = "text") -> TaskSplit:
+    """Just the texts of a task file, labelled or not (queries and leakage checks need no labels). A .txt file holds
+    one text per line; a token task's words are joined with spaces."""
+    if path.lower().endswith(".txt"):
+        if not os.path.isfile(path):
+            raise UsageError(f"{path}: no such file")
+        with open(path, "rb") as f:
+            raw = f.read()
+        try:
+            lines = raw.decode("utf-8-sig").split("\n")
+        except UnicodeDecodeError as e:
+            lineno = raw.count(b"\n", 0, e.start) + 1
+            raise UsageError(f"{path}:{lineno}: invalid UTF-8 (byte {e.start})") from None
+        numbered = [(n, line.strip()) for n, line in enumerate(lines, start=1) if line.strip()]
+    else:
+        raw = _read(path)
+        numbered = []
+        for lineno, record in _records(path, raw):
+            text = _column(path, lineno, record, text_column, "--text_column")
+            if isinstance(text, list) and all(isinstance(w, str) for w in text):
+                text = " ".join(text)
+            if not isinstance(text, str) or not text.strip():
+                raise UsageError(f"{path}:{lineno}: empty text in column {text_column!r}")
+            numbered.append((lineno, text))
+    if not numbered:
+        raise UsageError(f"{path}: no texts")
+    texts = [t for _, t in numbered]
+    return TaskSplit(path, texts, [None] * len(texts), [n for n, _ in numbered], None, hashlib.sha256(raw).hexdigest())
