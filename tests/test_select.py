@@ -151,7 +151,8 @@ def test_curated_text_is_merged_guarded_and_deduplicated(tmp_path, pool_and_task
     records = read_selected(tmp_path / "out")
     origins = [r["origin"] for r in records]
     assert origins.count("curated") == 2 and origins.index("curated") == len(task)
-    assert report["curated"][str(curated)] == {"documents": 3, "taken": 2, "leaked": {"train": 1}}
+    (stats,) = report["curated"]
+    assert (stats["documents"], stats["selected"], stats["leaked"]) == (3, 2, {"train": 1})
     assert report["pools"][0]["duplicates"] == 1  # pool[0] was taken as curated text
     assert len({fingerprint(r["text"]) for r in records}) == len(records)
 
@@ -226,7 +227,7 @@ def test_sentence_transformers_embedder():
     [
         (["--pool", "p=missing.jsonl"], "no such file"),
         (["--pool", "p=POOL", "--pool", "p=POOL"], "distinct"),
-        (["--pool", "POOL"], "NAME=PATH"),
+        (["--pool", "=POOL"], "NAME=PATH"),
         (["--pool", "p=POOL", "--size", "5"], "--size applies to --strategy random"),
         (["--pool", "p=POOL", "--metadata_columns", "id,text"], "--metadata_columns"),
         (["--pool", "p=POOL", "--k", "0"], "--k must be at least 1"),
@@ -251,3 +252,10 @@ def test_malformed_pool_line_is_named_before_any_output(tmp_path, capsys, pool_a
     assert main(argv) == 2
     assert f"{bad}:2: malformed JSON" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_bare_pool_path_is_named_after_its_file():
+    from dontstop.select import pool_spec
+
+    assert pool_spec("data/debian.unlabeled.jsonl") == "debian_unlabeled=data/debian.unlabeled.jsonl"
+    assert pool_spec("web=data/x.jsonl") == "web=data/x.jsonl"

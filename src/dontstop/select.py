@@ -24,6 +24,7 @@ import hashlib
 import logging
 import math
 import os
+import re
 import time
 import unicodedata
 from dataclasses import asdict, dataclass, field
@@ -157,7 +158,7 @@ class PoolStats:
     empty: int = 0
     leaked: dict = field(default_factory=dict)  # task split -> documents equal to one of its texts
     duplicates: int = 0
-    indexed: int = 0
+    indexed: int = 0  # (curated files are not indexed: all they admit is selected)
     selected: int = 0
 
 
@@ -172,19 +173,15 @@ class Guard:
         for text in texts:
             self.forbidden.setdefault(fingerprint(text), split)
 
-    def admit(self, text: str, stats: PoolStats | dict) -> bool:
+    def admit(self, text: str, stats: PoolStats) -> bool:
         """True if `text` may be taken (and mark it taken); otherwise count why not in `stats`."""
         key = fingerprint(text)
         split = self.forbidden.get(key)
         if split is not None:
-            leaked = stats.leaked if isinstance(stats, PoolStats) else stats.setdefault("leaked", {})
-            leaked[split] = leaked.get(split, 0) + 1
+            stats.leaked[split] = stats.leaked.get(split, 0) + 1
             return False
         if key in self.taken:
-            if isinstance(stats, PoolStats):
-                stats.duplicates += 1
-            else:
-                stats["duplicates"] = stats.get("duplicates", 0) + 1
+            stats.duplicates += 1
             return False
         self.taken.add(key)
         return True
@@ -217,6 +214,17 @@ def sample_pools(pools: list[NamedPath], args: SelectArguments) -> tuple[list[st
         keep = np.argpartition(keys, args.fit_docs)[: args.fit_docs]
         texts = [texts[i] for i in keep]
     return texts, records
+
+
+def embed_all(embedder, texts: list[str], batch_size: int, desc: str) -> np.ndarray:
+    """Embed in batches under a progress bar (a model embedder takes minutes over thousands of texts)."""
+    bar = progress(len(texts), desc)
+    vectors = []
+    for start in range(0, len(texts), batch_size):
+        vectors.append(embedder.embed(texts[start : start + batch_size]))
+        bar.update(len(vectors[-1]))
+    bar.close()
+    return np.concatenate(vectors) if vectors else np.zeros((0, embedder.dim), dtype=np.float32)
 
 
 def build_index(args: SelectArguments, dim: int, expected: int, train: np.ndarray | None):
@@ -263,6 +271,14 @@ def nearest_query_similarity(index, ids: np.ndarray, queries: np.ndarray) -> np.
     return similarity[:, 0]
 
 
+def pool_spec(spec: str) -> str:
+    """NAME=PATH as given, or a bare PATH named after its file (`--pool docs/software.jsonl` is `software`)."""
+    if "=" in spec:
+        return spec
+    stem = os.path.splitext(os.path.basename(spec.rstrip("/")))[0]
+    return f"{re.sub(r'[^A-Za-z0-9_-]', '_', stem) or 'pool'}={spec}"
+
+
 def validate(args: SelectArguments) -> list[NamedPath]:
     if not args.task_file:
         raise UsageError("--task_file is required (the task's training examples)")
@@ -270,7 +286,7 @@ def validate(args: SelectArguments) -> list[NamedPath]:
         raise UsageError("--pool NAME=PATH is required (repeat it for several pools)")
     if not args.output_dir:
         raise UsageError("--output_dir is required")
-    pools = [parse_named_path(spec, "--pool") for spec in args.pool]
+    pools = [parse_named_path(pool_spec(spec), "--pool") for spec in args.pool]
     names = [p.name for p in pools]
     if len(set(names)) != len(names):
         raise UsageError(f"--pool names must be distinct (got {', '.join(names)})")
@@ -305,17 +321,11 @@ def metadata_columns(args: SelectArguments) -> list[str]:
     return [c.strip() for c in args.metadata_columns.split(",") if c.strip()]
 
 
-def run_select(args: SelectArguments) -> dict:
-    """Select, write the output directory, and return the statistics written to selection.json."""
-    import faiss
-
-    from .embedders import build_embedder
+def read_task(args: SelectArguments):
+    """The queries (the task's training texts), and a guard that forbids every task text and has taken the
+    training texts (a pool copy of one adds nothing to a TAPT corpus that holds them already)."""
     from .tasks import read_texts
 
-    pools = validate(args)
-    started = time.perf_counter()
-    timings: dict[str, float] = {}
-    faiss.omp_set_num_threads(os.cpu_count() or 1)
     task = read_texts(args.task_file, args.text_column)
     guard = Guard()
     guard.forbid(task.texts, "train")
@@ -324,43 +334,39 @@ def run_select(args: SelectArguments) -> dict:
             guard.forbid(read_texts(path, args.text_column).texts, split)
     for path in args.exclude_file or []:
         guard.forbid(read_texts(path, args.text_column).texts, "excluded")
-    # The task's own training texts are taken first: a pool copy of one adds nothing to the TAPT corpus.
-    task_taken = [i for i, text in enumerate(task.texts) if fingerprint(text) not in guard.taken]
-    guard.taken.update(fingerprint(task.texts[i]) for i in task_taken)
-    embedder = build_embedder(args)
+    task_records = []
+    for text, line in zip(task.texts, task.lines, strict=True):
+        key = fingerprint(text)
+        if key not in guard.taken:
+            guard.taken.add(key)
+            task_records.append({"text": text, "origin": "task", "file": args.task_file, "row": line})
+    return task, guard, task_records
 
-    # 1. Fit (bow) and train (ivf) on a uniform sample of the pools; this pass also counts the records.
-    sample, expected = [], None
-    if embedder.needs_fit or args.index == "ivf":
-        tick = time.perf_counter()
-        sample, expected = sample_pools(pools, args)
-        if embedder.needs_fit:
-            embedder.fit(task.texts + sample)
-        timings["fit_s"] = time.perf_counter() - tick
-    tick = time.perf_counter()
-    queries = embedder.embed(task.texts)
-    train = embedder.embed(sample) if args.index == "ivf" else None
-    index = build_index(args, embedder.dim, expected or 0, train)
-    del sample, train
 
-    # 2. Curated text is taken before the pools, so a pool copy of a curated text counts as a duplicate.
-    curated, curated_stats = [], {}
-    for path in args.curated or []:
-        stats = curated_stats.setdefault(path, {"documents": 0, "taken": 0})
-        row = 0
-        for batch in iter_corpus_batches(path, args.pool_text_column, (), args.read_batch_size, check=False):
-            for text in batch["text"]:
-                if text.strip() and guard.admit(text, stats):
-                    curated.append({"text": text, "origin": "curated", "file": path, "row": row})
-                    stats["taken"] += 1
-                row += 1
-            stats["documents"] = row
+def take_curated(args: SelectArguments, guard: Guard) -> tuple[list[dict], list[PoolStats]]:
+    """Every curated text the guard admits. Taken before the pools, so a pool copy of one is a duplicate."""
+    records, all_stats = [], [PoolStats("curated", path) for path in args.curated or []]
+    for stats in all_stats:
+        for batch in iter_corpus_batches(stats.path, args.pool_text_column, (), args.read_batch_size, check=False):
+            for offset, text in enumerate(batch["text"]):
+                if not text.strip():
+                    stats.empty += 1
+                elif guard.admit(text, stats):
+                    records.append(
+                        {"text": text, "origin": "curated", "file": stats.path, "row": stats.documents + offset}
+                    )
+                    stats.selected += 1
+            stats.documents += len(batch["text"])
+    return records, all_stats
 
-    # 3. Stream the pools into the index; only the position of each indexed document is kept.
-    pool_stats = [PoolStats(p.name, p.path) for p in pools]
-    owner, rows = [], []
+
+def index_pools(pools, args: SelectArguments, embedder, index, guard: Guard, expected: int | None):
+    """Stream the pools into the index, batch by batch. Only where each indexed document came from is kept: its
+    pool (`owner`) and its record number there (`rows`), both indexed by faiss id."""
+    all_stats = [PoolStats(p.name, p.path) for p in pools]
+    owner, rows = [np.zeros(0, dtype=np.int32)], [np.zeros(0, dtype=np.int64)]
     bar = progress(expected, f"embedding pools ({embedder.name})")
-    for p, stats in enumerate(pool_stats):
+    for p, stats in enumerate(all_stats):
         for batch in iter_corpus_batches(stats.path, args.pool_text_column, (), args.read_batch_size, check=False):
             texts, positions = [], []
             for offset, text in enumerate(batch["text"]):
@@ -377,35 +383,31 @@ def run_select(args: SelectArguments) -> dict:
                 stats.indexed += len(texts)
             bar.update(len(batch["text"]))
     bar.close()
-    owner = np.concatenate(owner) if owner else np.zeros(0, dtype=np.int32)
-    rows = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
-    timings["embed_s"] = time.perf_counter() - tick
-    if index.ntotal == 0:
-        raise UsageError("no pool document is left to select from (all empty, leaked or duplicate)")
+    return all_stats, np.concatenate(owner), np.concatenate(rows)
 
-    # 4. Select.
-    tick = time.perf_counter()
+
+def choose(args: SelectArguments, index, queries: np.ndarray) -> tuple[dict[int, list[int]], int]:
+    """{faiss id: [query positions that chose it]} (empty lists for random), and the k used."""
     k = min(args.k, index.ntotal)
     if k < args.k:
         logger.warning("--k %d is more than the %d documents indexed; using k=%d", args.k, index.ntotal, k)
     chosen: dict[int, list[int]] = {}
-    if args.strategy == "knn" or args.size is None:
+    if args.strategy == "knn" or args.size is None:  # random's default size is knn's
         chosen = knn_select(index, queries, k)
     if args.strategy == "random":
         size = min(len(chosen) if args.size is None else args.size, index.ntotal)
         picked = np.random.default_rng(args.seed).choice(index.ntotal, size=size, replace=False)
         chosen = {int(doc): [] for doc in picked}
-    ids = np.array(sorted(chosen), dtype=np.int64)
-    similarity = nearest_query_similarity(index, ids, queries)
-    timings["search_s"] = time.perf_counter() - tick
+    return chosen, k
 
-    # 5. Read the selected texts back from the pools, best first.
-    tick = time.perf_counter()
+
+def read_back(args, pool_stats, chosen, ids, owner, rows, similarity, task_lines) -> list[dict]:
+    """The selected documents' records, most similar first, read in one more pass over the pools that hold any."""
     order = np.argsort(-similarity, kind="stable")
-    wanted = [{} for _ in pools]  # per pool: row -> output position
+    wanted = [{} for _ in pool_stats]  # per pool: record number -> output position
     for position, i in enumerate(order):
         wanted[owner[ids[i]]][int(rows[ids[i]])] = position
-    selected: list[dict | None] = [None] * len(ids)
+    records: list[dict | None] = [None] * len(ids)
     columns = metadata_columns(args)
     for p, stats in enumerate(pool_stats):
         stats.selected = len(wanted[p])
@@ -424,20 +426,57 @@ def run_select(args: SelectArguments) -> dict:
                 record["similarity"] = round(float(similarity[i]), 6)
                 record["distance"] = round(1.0 - float(similarity[i]), 6)
                 if args.strategy == "knn":
-                    record["selected_by"] = [task.lines[q] for q in chosen[int(ids[i])]]
+                    record["selected_by"] = [task_lines[q] for q in chosen[int(ids[i])]]
                 record.update({c: batch[c][offset] for c in columns if batch[c][offset] is not None})
-                selected[position] = record
+                records[position] = record
             row += len(batch["text"])
-    timings["read_back_s"] = time.perf_counter() - tick
-    task_records = [
-        {"text": task.texts[i], "origin": "task", "file": args.task_file, "row": task.lines[i]} for i in task_taken
-    ]
+    return records
+
+
+def run_select(args: SelectArguments) -> dict:
+    """Select, write the output directory, and return the statistics written to selection.json."""
+    import faiss
+
+    from .embedders import build_embedder
+
+    pools = validate(args)
+    started = tick = time.perf_counter()
+    timings: dict[str, float] = {}
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    task, guard, task_records = read_task(args)
+    embedder = build_embedder(args)
+
+    # Fit (bow) and train (ivf) on a uniform sample of the pools; this pass also counts the records.
+    sample, expected = [], None
+    if embedder.needs_fit or args.index == "ivf":
+        sample, expected = sample_pools(pools, args)
+        if embedder.needs_fit:
+            embedder.fit(task.texts + sample)
+        timings["fit_s"], tick = time.perf_counter() - tick, time.perf_counter()
+    queries = embed_all(embedder, task.texts, args.read_batch_size, "embedding task examples")
+    train = (
+        embed_all(embedder, sample, args.read_batch_size, "embedding the IVF sample") if args.index == "ivf" else None
+    )
+    index = build_index(args, embedder.dim, expected or 0, train)
+    del sample, train
+    curated, curated_stats = take_curated(args, guard)
+    pool_stats, owner, rows = index_pools(pools, args, embedder, index, guard, expected)
+    if index.ntotal == 0:
+        raise UsageError("no pool document is left to select from (all empty, leaked or duplicate)")
+    timings["embed_s"], tick = time.perf_counter() - tick, time.perf_counter()
+
+    chosen, k = choose(args, index, queries)
+    ids = np.array(sorted(chosen), dtype=np.int64)
+    similarity = nearest_query_similarity(index, ids, queries)
+    timings["search_s"], tick = time.perf_counter() - tick, time.perf_counter()
+    selected = read_back(args, pool_stats, chosen, ids, owner, rows, similarity, task.lines)
     records = (task_records if args.include_task_text else []) + curated + selected
+    timings["read_back_s"] = time.perf_counter() - tick
     timings["total_s"] = time.perf_counter() - started
 
     report = statistics(args, task, pool_stats, curated_stats, chosen, similarity, k, embedder, index, records)
     report["timings"] = {key: round(value, 2) for key, value in timings.items()}
-    write_outputs(args, records, report, similarity, owner[ids] if len(ids) else np.zeros(0, int), pool_stats)
+    write_outputs(args, records, report, similarity, owner[ids], pool_stats)
     logger.info(
         "selected %d pool documents (%s) for %d task examples in %.0f s; wrote %s",
         len(ids), ", ".join(f"{s.name} {s.selected}" for s in pool_stats), len(task), timings["total_s"],
@@ -465,10 +504,10 @@ def statistics(args, task, pool_stats, curated_stats, chosen, similarity, k, emb
         "records_written": len(records),
         "records_by_origin": {o: sum(r["origin"] == o for r in records) for o in ("task", "curated", "pool")},
         "pools": pools,
-        "curated": curated_stats,
-        "leaked": {
-            split: sum(s.leaked.get(split, 0) for s in pool_stats)
-            for split in sorted({split for s in pool_stats for split in s.leaked})
+        "curated": [asdict(s) for s in curated_stats],
+        "leaked": {  # pools and curated files together
+            split: sum(s.leaked.get(split, 0) for s in pool_stats + curated_stats)
+            for split in sorted({split for s in pool_stats + curated_stats for split in s.leaked})
         },
         "duplicates": sum(s.duplicates for s in pool_stats),
         "embedder": embedder.describe(),
