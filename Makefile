@@ -28,6 +28,7 @@ lint: $(VENV)/.installed
 bench: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/pretrain_throughput.py
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/wwm_throughput.py
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/mine_quality.py
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/select_quality.py
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/select_scale.py
 

@@ -19,8 +19,10 @@ from .errors import UsageError
 # name -> (module, one-line summary). Adding a stage adds a line here and a module; nothing else.
 STAGES = {
     "inspect": ("dontstop.inspect", "how far corpora are from each other and from the model: should I adapt?"),
+    "mine": ("dontstop.mine", "discover a domain's new words and phrases (cohesion, branching entropy, specificity)"),
     "select": ("dontstop.select", "pick the pool text nearest the task (kNN-TAPT), or a random control of equal size"),
     "pretrain": ("dontstop.pretrain", "continue pretraining a masked or causal LM on a domain or task corpus"),
+    "vocab": ("dontstop.vocab", "extend a model's vocabulary with mined words (new rows = mean of their old pieces)"),
     "preview": ("dontstop.preview", "show a corpus masked as pretrain would mask it (units, rate, unit lengths)"),
     "finetune": ("dontstop.finetune", "fine-tune a checkpoint on a labelled task over seeds: dev/test mean ± std"),
     "compare": ("dontstop.compare", "compare finetune runs: mean ± std, deltas and Welch's t-test against the first"),

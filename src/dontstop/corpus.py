@@ -11,8 +11,6 @@ import logging
 import os
 from dataclasses import dataclass
 
-import datasets
-
 from .errors import UsageError
 
 logger = logging.getLogger(__name__)
@@ -110,8 +108,10 @@ def check_corpus_file(path: str, text_column: str, max_lines: int | None = None)
         raise UsageError(f"{path}: no documents (every line is empty)")
 
 
-def load_corpus(path: str, text_column: str = "text", streaming: bool = False) -> datasets.Dataset:
-    """One corpus as a dataset with a single `text` column, empty documents dropped."""
+def load_corpus(path: str, text_column: str = "text", streaming: bool = False):
+    """One corpus as a `datasets.Dataset` with a single `text` column, empty documents dropped."""
+    import datasets
+
     check_corpus_file(path, text_column, max_lines=STREAMING_CHECK_LINES if streaming else None)
     fmt = corpus_format(path)
     if fmt == "saved":
@@ -150,6 +150,11 @@ def iter_corpus_batches(path: str, text_column: str = "text", columns=(), batch_
     if check:
         check_corpus_file(path, text_column)
     fmt = corpus_format(path)
+    if fmt == "text" or (fmt == "json" and path.lower().endswith(".jsonl")):
+        yield from _iter_lines(path, fmt, text_column, columns, batch_size)
+        return
+    import datasets  # imported here: the text and JSON-lines path above is the common one, and needs none of it
+
     if fmt == "saved":
         ds = datasets.load_from_disk(path)
         if isinstance(ds, datasets.DatasetDict):
@@ -168,3 +173,28 @@ def iter_corpus_batches(path: str, text_column: str = "text", columns=(), batch_
         for column in columns:
             out[column] = batch.get(column, [None] * size)
         yield out
+
+
+def _iter_lines(path: str, fmt: str, text_column: str, columns, batch_size: int):
+    """Text and JSON-lines files read directly: several times faster than `datasets` streaming, same records (a text
+    file's every line, empty ones included; a JSON-lines file's every non-blank line)."""
+    batch: dict[str, list] = {"text": [], **{c: [] for c in columns}}
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if fmt == "text":
+                batch["text"].append(line.rstrip("\r\n"))
+                for c in columns:
+                    batch[c].append(None)
+            else:
+                if not line.strip():
+                    continue
+                record = parse_json_line(path, lineno, line)
+                value = record.get(text_column)
+                batch["text"].append(value if isinstance(value, str) else "")
+                for c in columns:
+                    batch[c].append(record.get(c))
+            if len(batch["text"]) == batch_size:
+                yield batch
+                batch = {"text": [], **{c: [] for c in columns}}
+    if batch["text"]:
+        yield batch

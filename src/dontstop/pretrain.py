@@ -67,6 +67,14 @@ class ModelArguments:
             "model trains. Default: 10%% of the training steps, at most 500; 0 disables."
         },
     )
+    train_new_embeddings_only_steps: int = field(
+        default=0,
+        metadata={
+            "help": "Steps that train only the embedding rows (and output-bias entries) of the tokens added by "
+            "`dontstop vocab extend`, everything else frozen, before the whole model trains. Needs a model from "
+            "`dontstop vocab extend`; 0 disables."
+        },
+    )
     masked_only_head: bool = field(
         default=True, metadata={"help": "Apply the MLM head to masked positions only (same loss, less compute)."}
     )
@@ -283,6 +291,93 @@ class HeadWarmupCallback(TrainerCallback):
         self._apply(self.steps)  # leave the model fully trainable
 
 
+class NewEmbeddingsCallback(TrainerCallback):
+    """Train only the rows of the tokens `dontstop vocab extend` added for the first `steps` steps, then everything.
+
+    A new row starts as the mean of its old pieces, only roughly right; trained alone first, the new rows fit the
+    unchanged model before their large early gradients reach the rest of it. The rows live inside tensors whose other
+    rows must not move, so those tensors stay trainable with the old rows' gradients zeroed by a hook (gradient
+    clipping and Adam's moments then see only the new rows), and because decoupled weight decay shrinks rows whose
+    gradient is zero, the old rows are also copied back after every optimizer step: they stay bit-identical.
+
+    If a head warm-up (a checkpoint without MLM-head weights) runs at the same time, the union trains: the fresh head
+    tensors whole, and the new rows. Freezing is a function of the global step, so a resumed run freezes as the
+    uninterrupted one did. Must come after the head warm-up's callback, whose unfreezing it then corrects.
+    """
+
+    def __init__(self, model, token_ids: list[int], steps: int, head_warmup: HeadWarmupCallback | None = None):
+        from .vocab import token_row_parameters
+
+        self.model = model
+        self.steps = steps
+        self.head_warmup = head_warmup
+        self.rows = token_row_parameters(model)  # {name: tensor with one row per token}
+        self.token_ids = token_ids
+        self.phase: tuple[bool, bool] | None = None  # (new rows alone, head warm-up on) as last applied
+        self.protected: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # name -> (old-row mask, their values)
+        self.hooks: list = []
+
+    def _apply(self, global_step: int) -> None:
+        alone = global_step < self.steps
+        head = self.head_warmup is not None and global_step < self.head_warmup.steps
+        if (alone, head) == self.phase:
+            return
+        for hook in self.hooks:
+            hook.remove()
+        self.hooks, self.protected = [], {}
+        head_params = self.head_warmup.new_params if head else set()
+        if alone:
+            for name, param in self.model.named_parameters():
+                param.requires_grad = name in self.rows or name in head_params
+            for name, param in self.rows.items():
+                if name in head_params:
+                    continue  # a fresh head tensor trains whole during the head warm-up
+                old = torch.ones(param.shape[0], dtype=torch.bool, device=param.device)
+                old[self.token_ids] = False
+                self.protected[name] = (old, param.detach()[old].clone())
+                view = old.view(-1, *[1] * (param.dim() - 1))
+                self.hooks.append(param.register_hook(lambda grad, view=view: grad.masked_fill(view, 0)))
+            if self.phase is None or not self.phase[0]:
+                logger.info("Training the %d new token rows alone for %d steps", len(self.token_ids), self.steps)
+        else:
+            for name, param in self.model.named_parameters():
+                param.requires_grad = not head or name in head_params
+            if self.phase is not None and self.phase[0]:
+                logger.info("New token rows trained alone until step %d: training the whole model", global_step)
+        self.phase = (alone, head)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._apply(state.global_step)
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._apply(state.global_step)
+
+    @torch.no_grad()
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        for name, (old, values) in self.protected.items():
+            self.rows[name][old] = values
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self._apply(max(self.steps, self.head_warmup.steps if self.head_warmup else 0))  # leave all trainable
+
+
+def read_vocab_extension(model_args: ModelArguments) -> tuple[list[int], list[str]]:
+    """(ids of the tokens `dontstop vocab extend` added, head tensors it initialised fresh) from the model's
+    directory; ([], []) for any other model."""
+    import json
+
+    from .vocab import VOCAB_FILE
+
+    if model_args.config_name or not model_args.model_name_or_path:
+        return [], []
+    path = os.path.join(resolve_model_path(model_args.model_name_or_path), VOCAB_FILE)
+    if not os.path.isfile(path):
+        return [], []
+    with open(path, encoding="utf-8") as f:
+        extension = json.load(f)
+    return extension["new_token_ids"], extension.get("untrained_parameters", [])
+
+
 class PretrainTrainer(Trainer):
     """Trainer for continued pretraining. Overrides hooks only: the train sampler (seeded per epoch, so masks are
     pure), the loss (masked positions only) and evaluation (token-weighted loss, perplexity, masked-token accuracy)."""
@@ -433,6 +528,13 @@ def validate_arguments(model_args: ModelArguments, data_args: DataArguments, tra
         raise UsageError("--model_name_or_path (or --config_name) is required")
     if not data_args.train_file:
         raise UsageError("--train_file is required")
+    if model_args.train_new_embeddings_only_steps < 0:
+        raise UsageError("--train_new_embeddings_only_steps must be 0 or more")
+    if model_args.train_new_embeddings_only_steps and not read_vocab_extension(model_args)[0]:
+        raise UsageError(
+            "--train_new_embeddings_only_steps needs a model from `dontstop vocab extend` "
+            f"(no dontstop_vocab.json in {model_args.model_name_or_path or model_args.config_name})"
+        )
     if not training_args.output_dir_given:
         raise UsageError("--output_dir is required")
     if data_args.streaming and training_args.max_steps <= 0:
@@ -478,6 +580,11 @@ def run_pretrain(
     started = time.time()
     set_seed(training_args.seed)  # before loading: --seed must also fix the initialisation of any new head
     model, tokenizer, objective, new_params = load_model_and_tokenizer(model_args)
+    added_ids, untrained = read_vocab_extension(model_args)
+    # `dontstop vocab extend` of a checkpoint without an MLM head saved a fresh head: it still needs its warm-up.
+    new_params |= {name for name, _ in model.named_parameters() if name in untrained}
+    if added_ids and max(added_ids) >= model.get_input_embeddings().weight.shape[0]:
+        raise UsageError(f"{model_args.model_name_or_path}: dontstop_vocab.json names token ids the model lacks")
     max_seq_length = data_args.max_seq_length or min(
         512, tokenizer.model_max_length, getattr(model.config, "max_position_embeddings", 512)
     )
@@ -530,6 +637,11 @@ def run_pretrain(
             )
             warmup = HeadWarmupCallback(model, new_params, warmup_steps, evaluate_at_end=bool(eval_sets))
             callbacks.append(warmup)
+    new_rows = None
+    if model_args.train_new_embeddings_only_steps:
+        # After the head warm-up's callback: during an overlap this one decides what trains (see its docstring).
+        new_rows = NewEmbeddingsCallback(model, added_ids, model_args.train_new_embeddings_only_steps, warmup)
+        callbacks.append(new_rows)
 
     trainer = PretrainTrainer(
         model=model,
@@ -553,6 +665,12 @@ def run_pretrain(
             "steps": warmup.steps,
             "new_parameters": sorted(new_params),
             "eval_after_warmup": warmup.metrics_at_end,
+        }
+    if new_rows is not None:
+        metrics["new_embeddings_only"] = {
+            "steps": new_rows.steps,
+            "new_tokens": len(added_ids),
+            "tensors": sorted(new_rows.rows),
         }
     if eval_sets:
         metrics["after"] = trainer.evaluate()
