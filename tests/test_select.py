@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 from types import SimpleNamespace
 
@@ -259,3 +260,17 @@ def test_a_bare_pool_path_is_named_after_its_file():
 
     assert pool_spec("data/debian.unlabeled.jsonl") == "debian_unlabeled=data/debian.unlabeled.jsonl"
     assert pool_spec("web=data/x.jsonl") == "web=data/x.jsonl"
+
+
+def test_staged_outputs_leave_nothing_behind_on_failure(tmp_path):
+    from dontstop.outputs import staged
+
+    with pytest.raises(RuntimeError), staged(str(tmp_path / "out")) as path:
+        with open(path("a.json"), "w") as f:
+            f.write("{}")
+        raise RuntimeError("the histogram failed")
+    assert os.listdir(tmp_path / "out") == []
+    with staged(str(tmp_path / "out")) as path:
+        with open(path("a.json"), "w") as f:
+            f.write("{}")
+    assert os.listdir(tmp_path / "out") == ["a.json"]

@@ -220,8 +220,12 @@ def test_word_files_tsv_plain_and_jieba(tmp_path):
     plain.write_text("\ufefffoobar\n\nmachine learning 3\n", encoding="utf-8")
     assert read_words(str(plain)) == [(1, "foobar"), (3, "machine learning 3")]
     jieba = tmp_path / "user_dict.txt"
-    jieba.write_text("北京大学 3 n\n自然语言处理 5\n深度学习\nmachine learning 2 nz\n", encoding="utf-8")
-    assert read_words(str(jieba)) == [(1, "北京大学"), (2, "自然语言处理"), (3, "深度学习"), (4, "machine learning")]
+    jieba.write_text(
+        "北京大学 3 n\n自然语言处理 5\n深度学习\nmachine learning 2 nz\ndeep learning\n", encoding="utf-8"
+    )
+    assert read_words(str(jieba)) == [
+        (1, "北京大学"), (2, "自然语言处理"), (3, "深度学习"), (4, "machine learning"), (5, "deep learning")
+    ]  # fmt: skip
 
 
 def write_bytes(path, data: bytes) -> str:

@@ -31,6 +31,7 @@ import hashlib
 import logging
 import os
 import re
+import tempfile
 import time
 import unicodedata
 from collections import deque
@@ -201,8 +202,6 @@ def shards(paths: list, args: MineArguments):
 def count_texts_to_file(texts: list[str], language: str, max_n: int, directory: str):
     """count_texts in a worker, its tables handed back through a file in `directory` (on tmpfs where there is one):
     a pipe would pickle a shard's hundreds of MB of tables, and that costs more than counting them."""
-    import tempfile
-
     tables, vocabulary, characters, nbytes = count_texts(texts, language, max_n)
     arrays = {f"{name}{n}": getattr(t, name) for n, t in enumerate(tables) for name in FIELDS}
     with tempfile.NamedTemporaryFile(dir=directory, suffix=".npz", delete=False) as f:
@@ -246,19 +245,24 @@ def count_corpora(paths: list, language: str, max_n: int, args: MineArguments, d
     size = {"characters": 0, "bytes": 0}
     # The bar counts text bytes against the files' sizes (markup included), so it ends a little short of 100%.
     bar = tqdm(total=sum(os.path.getsize(p.path) for p in paths), unit="B", unit_scale=True, desc=desc)
-    scratch = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-    if args.workers > 1:
-        work = count_texts_to_file
-        items = ((texts, language, max_n, scratch) for texts in shards(paths, args))
-    else:
-        work, items = count_texts, ((texts, language, max_n) for texts in shards(paths, args))
-    for tables, words, characters, nbytes in in_parallel(work, items, args.workers):
-        counts.add(load_tables(tables, max_n) if isinstance(tables, str) else tables)
-        if words:
-            vocabulary.update(words)
-        size["characters"] += characters
-        size["bytes"] += nbytes
-        bar.update(nbytes)
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    with tempfile.TemporaryDirectory(dir=shm, prefix="dontstop-mine-") as scratch:  # removed even on Ctrl-C
+        if args.workers > 1:
+            work = count_texts_to_file
+            items = ((texts, language, max_n, scratch) for texts in shards(paths, args))
+        else:
+            work, items = count_texts, ((texts, language, max_n) for texts in shards(paths, args))
+        for tables, words, characters, nbytes in in_parallel(work, items, args.workers):
+            prunings = counts.prunings
+            counts.add(load_tables(tables, max_n) if isinstance(tables, str) else tables)
+            if words:
+                vocabulary.update(words)
+            if vocabulary and counts.prunings > prunings:  # the words of pruned unigrams are pruned with them
+                kept = set(counts.tables[0].last.tolist())
+                vocabulary = {i: w for i, w in vocabulary.items() if i in kept}
+            size["characters"] += characters
+            size["bytes"] += nbytes
+            bar.update(nbytes)
     bar.close()
     return counts, vocabulary, size
 
@@ -442,7 +446,9 @@ def detect_language(corpora: list, args: MineArguments) -> str:
     from .corpus import iter_corpus_batches
     from .similarity import detect_segmenter
 
-    sample = next(iter_corpus_batches(corpora[0].path, args.text_column, (), 500, check=False))["text"]
+    sample = next(iter_corpus_batches(corpora[0].path, args.text_column, (), 500, check=False), {"text": []})["text"]
+    if not any(t.strip() for t in sample):
+        raise UsageError(f"--corpus {corpora[0].name}={corpora[0].path}: no text in its first 500 records")
     return "chinese" if detect_segmenter(sample) == "jieba" else "words"
 
 
@@ -554,25 +560,25 @@ def column_cells(values: list) -> list[str]:
 
 
 def write_outputs(args: MineArguments, rows: list[dict], metrics: dict, started: float) -> None:
-    os.makedirs(args.output_dir, exist_ok=True)
+    from .outputs import staged
 
-    def write(name: str, lines: list[str]) -> None:
-        path = os.path.join(args.output_dir, name)
-        with open(f"{path}.tmp", "w", encoding="utf-8") as f:
+    def write(path: str, lines: list[str]) -> None:
+        with open(path, "w", encoding="utf-8") as f:
             f.write("".join(line + "\n" for line in lines))
-        os.replace(f"{path}.tmp", path)
 
-    columns = [column_cells([r[c] for r in rows]) for c in COLUMNS]
-    write("words.tsv", ["\t".join(COLUMNS)] + ["\t".join(cells) for cells in zip(*columns, strict=True)])
-    # jieba's user-dictionary format without a frequency: jieba then gives each word one just high enough to be cut
-    # whole, which is what whole-word masking needs (a corpus count would be on a different scale from its own).
-    write("user_dict.txt", [r["word"] for r in rows])
-    write("lexicon.txt", [r["word"] for r in rows])
-    write_readme(os.path.join(args.output_dir, "README.md"), rows, metrics)
-    seconds = time.perf_counter() - started
-    metrics["seconds"]["total"] = round(seconds, 2)
-    metrics["megabytes_per_second"] = round(metrics["megabytes"] / seconds, 3)
-    write_json(os.path.join(args.output_dir, "metrics.json"), metrics)
+    with staged(args.output_dir) as path:
+        columns = [column_cells([r[c] for r in rows]) for c in COLUMNS]
+        write(path("words.tsv"), ["\t".join(COLUMNS)] + ["\t".join(cells) for cells in zip(*columns, strict=True)])
+        # jieba's user-dictionary format without a frequency: jieba then gives each word one just high enough to be
+        # cut whole, which is what whole-word masking needs (a corpus count would be on another scale than its own).
+        # The format cannot hold a phrase: in space-delimited text only single words go in.
+        write(path("user_dict.txt"), [r["word"] for r in rows if " " not in r["word"]])
+        write(path("lexicon.txt"), [r["word"] for r in rows])
+        write_readme(path("README.md"), rows, metrics)
+        seconds = time.perf_counter() - started
+        metrics["seconds"]["total"] = round(seconds, 2)
+        metrics["megabytes_per_second"] = round(metrics["megabytes"] / seconds, 3)
+        write_json(path("metrics.json"), metrics)
 
 
 def write_readme(path: str, rows: list[dict], metrics: dict) -> None:

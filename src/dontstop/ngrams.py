@@ -129,7 +129,9 @@ def count_shard(codes: np.ndarray, max_n: int) -> list[Table]:
             starts = np.flatnonzero(valid)
             hashes = np.take(h, starts, out=buffer[: len(starts)])
             order, ordered = sort_order(hashes, scratch)
-            boundary = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1]))) if len(ordered) else order
+            boundary = (
+                np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1]))) if len(ordered) else starts
+            )
             keys = ordered[boundary]
             counts = np.diff(np.append(boundary, len(ordered)))
             at = starts[order[boundary]]
@@ -174,7 +176,7 @@ class NgramCounts:
             for name in FIELDS:
                 setattr(table, name, np.insert(getattr(table, name), at[fresh], getattr(new, name)[fresh]))
         if self.entries > self.max_entries:
-            self.prune(int(self.max_entries * 0.75))  # some slack, so pruning is not needed after every shard
+            self.prune(int(self.max_entries * 0.75))  # down to 3/4 of the budget: room for what the next shard adds
 
     def prune(self, target: int) -> None:
         """Drop the entries whose count + delta is at most the threshold that leaves about `target` of them."""

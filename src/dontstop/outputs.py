@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -26,6 +27,28 @@ def write_json(path: str, obj) -> None:
         json.dump(obj, f, indent=2, ensure_ascii=False, default=str)
         f.write("\n")
     os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def staged(directory: str):
+    """Write a stage's files under temporary names and move them into place only when all are written, so a failure
+    halfway leaves no half-written output: `with staged(d) as path: open(path("x.json"), "w")...`."""
+    os.makedirs(directory, exist_ok=True)
+    pending: dict[str, str] = {}
+
+    def path(name: str) -> str:
+        pending[name] = os.path.join(directory, f".{name}.tmp{os.getpid()}")
+        return pending[name]
+
+    try:
+        yield path
+    except BaseException:
+        for tmp in pending.values():
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        raise
+    for name, tmp in pending.items():
+        os.replace(tmp, os.path.join(directory, name))
 
 
 def resolve_model_path(name: str) -> str:

@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 STRATEGIES = ("knn", "random")
 INDEXES = ("flat", "ivf", "hnsw")
 # Fields every output record may carry; a --metadata_columns name may not shadow one of them.
-RECORD_FIELDS = ("text", "origin", "pool", "row", "similarity", "distance", "selected_by", "file")
+RECORD_FIELDS = ("text", "origin", "pool", "row", "line", "similarity", "distance", "selected_by", "file")
 
 
 @dataclass
@@ -236,6 +236,8 @@ def build_index(args: SelectArguments, dim: int, expected: int, train: np.ndarra
         index = faiss.IndexHNSWFlat(dim, args.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efSearch = max(args.ef_search, args.k)
         return index
+    if len(train) == 0:
+        raise UsageError("--index ivf: the pools hold no text to train the index on")
     # IVF: faiss wants at least 39 training points per list; the lists default to the usual 4·sqrt(n).
     nlist = args.nlist or int(4 * math.sqrt(max(expected, 1)))
     nlist = max(1, min(nlist, len(train) // 39))
@@ -339,7 +341,7 @@ def read_task(args: SelectArguments):
         key = fingerprint(text)
         if key not in guard.taken:
             guard.taken.add(key)
-            task_records.append({"text": text, "origin": "task", "file": args.task_file, "row": line})
+            task_records.append({"text": text, "origin": "task", "file": args.task_file, "line": line})
     return task, guard, task_records
 
 
@@ -535,17 +537,16 @@ def statistics(args, task, pool_stats, curated_stats, chosen, similarity, k, emb
 def write_outputs(args, records, report, similarity, owners, pool_stats) -> None:
     import json
 
-    os.makedirs(args.output_dir, exist_ok=True)
-    path = os.path.join(args.output_dir, "selected.jsonl")
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        for record in records:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-    histogram(os.path.join(args.output_dir, "distances.png"), 1.0 - similarity, owners, [s.name for s in pool_stats])
-    write_json(os.path.join(args.output_dir, "selection.json"), report)
-    write_json(os.path.join(args.output_dir, "dontstop_config.json"), asdict(args))
-    write_readme(os.path.join(args.output_dir, "README.md"), report)
+    from .outputs import staged
+
+    with staged(args.output_dir) as path:
+        with open(path("selected.jsonl"), "w", encoding="utf-8") as f:
+            for record in records:
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        histogram(path("distances.png"), 1.0 - similarity, owners, [s.name for s in pool_stats])
+        write_json(path("selection.json"), report)
+        write_json(path("dontstop_config.json"), asdict(args))
+        write_readme(path("README.md"), report)
 
 
 def histogram(path: str, distance: np.ndarray, owners: np.ndarray, names: list[str]) -> None:
@@ -564,10 +565,8 @@ def histogram(path: str, distance: np.ndarray, owners: np.ndarray, names: list[s
     ax.set_ylabel("selected documents")
     ax.set_title("Selected documents by distance")
     fig.tight_layout()
-    tmp = f"{path}.tmp{os.getpid()}.png"
-    fig.savefig(tmp)
+    fig.savefig(path, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def write_readme(path: str, report: dict) -> None:
@@ -594,7 +593,7 @@ def write_readme(path: str, report: dict) -> None:
         "```",
         "",
         "| pool | documents | leaked (excluded) | duplicates | indexed | selected | share of selected "
-        "| share of pool |",
+        "| share of all indexed |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for p in report["pools"]:

@@ -51,8 +51,10 @@ UNSPACED = re.compile(
     "[\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
     "\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff]"
 )
-# jieba's own user-dictionary line: `word [freq] [tag]` (the word may hold spaces).
-JIEBA_LINE = re.compile(r"^(.+?)( [0-9]+)?( [a-z]+)?$")
+# jieba's user-dictionary line, `word [freq] [tag]`. Its own reader takes "deep learning" as the word "deep" with the
+# tag "learning"; here a tag without a frequency is read only after a non-ASCII word (北京大学 n), and any other line
+# with a space is taken whole, so nothing is silently cut off.
+JIEBA_LINE = re.compile(r"^(.+?) [0-9]+( [a-z]+)?$|^([^\x00-\x7f]\S*) [a-z]+$")
 
 
 @dataclass
@@ -147,7 +149,8 @@ def read_words(path: str) -> list[tuple[int, str]]:
         for number, line in enumerate(lines, start=1):
             line = line.strip()
             if line:
-                words.append((number, JIEBA_LINE.match(line).group(1).strip() if jieba else line))
+                entry = JIEBA_LINE.match(line) if jieba else None
+                words.append((number, (entry.group(1) or entry.group(3)) if entry else line))
     if not words:
         raise UsageError(f"{path}: no words")
     return words
@@ -254,7 +257,8 @@ def add_to_tokenizer(tokenizer, additions: list[Addition]) -> None:
     wrong = [
         a.word
         for a in additions
-        if _encode(tokenizer, a.word) != [a.id] or (a.single_word and _encode(tokenizer, f"a {a.word}")[-1:] != [a.id])
+        if _encode(tokenizer, a.word) != [a.id]
+        or (a.single_word and _encode(tokenizer, f"a {a.word}") != _encode(tokenizer, "a") + [a.id])
     ]
     if wrong:
         raise RuntimeError(f"added words that do not encode as their new token: {', '.join(wrong[:10])}")

@@ -41,7 +41,8 @@ class Embedder:
 
 
 def normalize_rows(vectors: np.ndarray) -> np.ndarray:
-    """Unit-length rows in float32; an all-zero row (a text with no known word) stays zero and so matches nothing."""
+    """Unit-length rows in float32; an all-zero row (a text with no known word) stays zero: its similarity to
+    anything is 0, so it is chosen only when fewer than k documents score above 0."""
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.maximum(norms, 1e-12)

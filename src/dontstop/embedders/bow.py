@@ -58,6 +58,8 @@ class BowEmbedder(Embedder):
 
         from ..similarity import detect_segmenter
 
+        if len(texts) < 2:
+            raise UsageError("bow embedder: fewer than 2 texts to fit on (task examples plus pool documents)")
         analyzer = self.analyzer
         if analyzer == "auto":
             analyzer = "cjk" if detect_segmenter(texts[:2000]) == "jieba" else "words"
