@@ -11,6 +11,7 @@ memory, not in checkpoints) on dev and test. `dontstop compare` then sets runs s
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import gc
 import json
@@ -25,7 +26,7 @@ import torch
 from transformers import Trainer, TrainerCallback, set_seed
 
 from .adversarial import ADVERSARIES
-from .averaging import EMACallback
+from .averaging import AveragingArguments, WeightAverage
 from .errors import UsageError
 from .modelcard import results_table, write_finetune_readme
 from .outputs import check_output_dir, resolve_model_path, write_json
@@ -108,8 +109,9 @@ class TaskArguments:
 
 
 @dataclass
-class FinetuningArguments(RobertaRecipe):
-    """`TrainingArguments` with the fine-tuning defaults of Gururangan et al. (2020), each with its reason."""
+class FinetuningArguments(AveragingArguments, RobertaRecipe):
+    """`TrainingArguments` with the fine-tuning defaults of Gururangan et al. (2020), each with its reason; weight
+    averaging (--ema, --swa_start) from `averaging.py`."""
 
     # The paper's fine-tuning learning rate and batch size (it follows RoBERTa's GLUE recipe).
     learning_rate: float = field(default=2e-5, metadata={"help": "Peak learning rate."})
@@ -134,21 +136,21 @@ class FinetuningArguments(RobertaRecipe):
         metadata={"help": "Adversarial training on the word embeddings.", "choices": ["none", *ADVERSARIES]},
     )
     adv_epsilon: float = field(default=1.0, metadata={"help": "FGM: norm of the embedding perturbation."})
-    ema: float | None = field(
-        default=None,
-        metadata={
-            "help": "Evaluate (and keep) an exponential moving average of the weights with this decay; "
-            "--ema alone means 0.999.",
-            "nargs": "?",
-            "const": 0.999,
-        },
-    )
 
 
 class BestEpoch(TrainerCallback):
-    """Keep the weights of the best dev evaluation in memory and stop after `patience` evaluations without gain."""
+    """Keep the weights of the best dev evaluation in memory and stop after `patience` evaluations without gain.
 
-    def __init__(self, metric: str, patience: int, greater_is_better: bool | None = None):
+    With weight averaging the averaged weights are scored (`FinetuneTrainer.evaluation_loop`), so they choose the best
+    epoch and they are the weights kept."""
+
+    def __init__(
+        self,
+        metric: str,
+        patience: int,
+        greater_is_better: bool | None = None,
+        averager: WeightAverage | None = None,
+    ):
         self.metric = metric
         self.patience = patience
         if greater_is_better is None:
@@ -157,14 +159,17 @@ class BestEpoch(TrainerCallback):
         self.best: float | None = None
         self.best_epoch: float | None = None
         self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_metrics: dict | None = None
+        self.averager = averager
         self.evaluations_without_gain = 0
 
     def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
         value = self.sign * metrics[f"eval_{self.metric}"]
         value = -math.inf if math.isnan(value) else value  # a diverged evaluation never counts as the best
         if self.best is None or value > self.best:
-            self.best, self.best_epoch = value, state.epoch
-            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            self.best, self.best_epoch, self.best_metrics = value, state.epoch, dict(metrics)
+            with self.averager.swapped_in(model) if self.averager else contextlib.nullcontext():
+                self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
             self.evaluations_without_gain = 0
         else:
             self.evaluations_without_gain += 1
@@ -177,12 +182,13 @@ class BestEpoch(TrainerCallback):
 
 
 class FinetuneTrainer(Trainer):
-    """A Trainer that adds an adversarial pass to each step and evaluates the averaged weights when asked to."""
+    """A Trainer that adds an adversarial pass to each step and, with weight averaging, evaluates the averaged
+    weights beside the raw ones."""
 
-    def __init__(self, *args, adversary=None, ema: EMACallback | None = None, **kwargs):
+    def __init__(self, *args, adversary=None, averager: WeightAverage | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.adversary = adversary
-        self.ema = ema
+        self.averager = averager
         # Classification heads accept **kwargs but ignore num_items_in_batch, so the Trainer must scale the loss for
         # gradient accumulation itself (huggingface/transformers#47688).
         self.model_accepts_loss_kwargs = False
@@ -195,11 +201,19 @@ class FinetuneTrainer(Trainer):
             self.adversary.restore()
         return loss  # the clean loss: the adversarial pass is logged nowhere
 
-    def evaluate(self, *args, **kwargs):
-        if self.ema is None:
-            return super().evaluate(*args, **kwargs)
-        with self.ema.swapped_in(self.model):
-            return super().evaluate(*args, **kwargs)
+    def evaluation_loop(
+        self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"
+    ):
+        """With weight averaging, the scores (eval_*) are the averaged weights' and the raw weights' come beside them
+        (raw_eval_*); until the first update of the average the raw weights are all there is."""
+        loop = super().evaluation_loop
+        if self.averager is None or not self.averager.ready:
+            return loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+        raw = loop(dataloader, description, prediction_loss_only, ignore_keys, f"raw_{metric_key_prefix}")
+        with self.averager.swapped_in(self.model):
+            output = loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+        output.metrics.update(raw.metrics)
+        return output
 
 
 def parse_seeds(spec, base: int) -> list[int]:
@@ -236,8 +250,7 @@ def validate(task_args: TaskArguments, args: FinetuningArguments) -> list[int]:
     for option in ("train_file", "validation_file"):
         if not getattr(task_args, option):
             raise UsageError(f"--{option} is required")
-    if args.ema is not None and not 0.0 <= args.ema < 1.0:
-        raise UsageError(f"--ema {args.ema}: the decay must be in [0, 1)")
+    args.check_averaging()
     if args.adv_epsilon <= 0:
         raise UsageError(f"--adv_epsilon {args.adv_epsilon}: must be positive")
     if task_args.train_limit is not None and task_args.train_limit < 1:
@@ -367,6 +380,10 @@ def load_seeded_model(task: Task, source: str, config, seed: int):
     return model
 
 
+# Dev metrics in the log: the evaluated weights' and, with weight averaging, the raw weights' beside them.
+EVAL_PREFIXES = ("eval_", "raw_eval_")
+
+
 def run_seed(seed, task, model, tokenizer, encoded, task_args, args, output_dir, key: str) -> dict:
     """Train one seed's `model` (from `load_seeded_model`); return its record (dev and test metrics of the best
     epoch, timing, history)."""
@@ -384,8 +401,8 @@ def run_seed(seed, task, model, tokenizer, encoded, task_args, args, output_dir,
 
     metric = selection_metric(task, args)
     greater = args.greater_is_better if args.metric_for_best_model else None
-    best = BestEpoch(metric, args.early_stopping_patience, greater)
-    ema = EMACallback(args.ema) if args.ema is not None else None
+    averager = args.averager()
+    best = BestEpoch(metric, args.early_stopping_patience, greater, averager)
     dev = encoded["dev"]
     dev_lengths = [len(w) for w in task.dev.texts] if task.task_type == "token" else None
 
@@ -406,16 +423,16 @@ def run_seed(seed, task, model, tokenizer, encoded, task_args, args, output_dir,
         data_collator=collator,
         processing_class=tokenizer,
         compute_metrics=dev_metrics,
-        callbacks=[best] + ([ema] if ema else []),
+        callbacks=[best] + ([averager] if averager else []),
         adversary=adversary,
-        ema=ema,
+        averager=averager,
     )
     started = time.time()
     trainer.train()
     train_seconds = time.time() - started
-    # The best evaluation's weights (the averaged ones with --ema) are the model from here on.
+    # The best evaluation's weights (the averaged ones with --ema or --swa_start) are the model from here on.
     best.restore(model)
-    trainer.ema, trainer.compute_metrics = None, None
+    trainer.averager, trainer.compute_metrics = None, None
     record = {
         "seed": seed,
         "fingerprint": key,
@@ -425,11 +442,13 @@ def run_seed(seed, task, model, tokenizer, encoded, task_args, args, output_dir,
         "train_examples": len(train),
         "train_seconds": round(train_seconds, 1),
         "history": [
-            {k: v for k, v in entry.items() if k in ("epoch", "step", "loss") or k.startswith("eval_")}
+            {k: v for k, v in entry.items() if k in ("epoch", "step", "loss") or k.startswith(EVAL_PREFIXES)}
             for entry in trainer.state.log_history
             if "loss" in entry or f"eval_{metric}" in entry
         ],
     }
+    if averager is not None:
+        record["averaging"] = averaged_against_raw(best, averager, [*METRICS[task.task_type], "loss"])
     os.makedirs(seed_dir, exist_ok=True)
     for name, split in (("dev", task.dev), ("test", task.test)):
         if split is None:
@@ -443,6 +462,34 @@ def run_seed(seed, task, model, tokenizer, encoded, task_args, args, output_dir,
     del trainer, model, best
     gc.collect()
     return record
+
+
+def averaged_against_raw(best: BestEpoch, averager: WeightAverage, names: list[str]) -> dict:
+    """The dev metrics of the raw and the averaged weights at the best epoch, and which scored better on the metric
+    that chose it (a tie goes to the raw weights). A best epoch before the average's first update scored the raw
+    weights alone: there is no averaged score, and the raw weights are the ones kept."""
+    metrics = best.best_metrics or {}
+    record = {"method": averager.name, **averager.settings()}
+    if f"raw_eval_{best.metric}" not in metrics:
+        return {**record, "raw": {m: metrics.get(f"eval_{m}") for m in names}, "averaged": None, "better": "raw"}
+    raw = {m: metrics.get(f"raw_eval_{m}") for m in names}
+    averaged = {m: metrics.get(f"eval_{m}") for m in names}
+    gain = best.sign * (averaged[best.metric] - raw[best.metric])
+    return {**record, "raw": raw, "averaged": averaged, "better": averager.name if gain > 0 else "raw"}
+
+
+def averaging_summary(records: list[dict], metric_names: list[str]) -> dict | None:
+    """Over the seeds: how often each of the averaged and the raw weights was better on dev, and the raw weights'
+    dev metrics at the best epochs (the averaged weights' are the run's own dev results)."""
+    compared = [r["averaging"] for r in records if r.get("averaging")]
+    if not compared:
+        return None
+    method = compared[0]["method"]
+    return {
+        "method": method,
+        "better": {name: sum(c["better"] == name for c in compared) for name in (method, "raw")},
+        "dev_raw": {m: aggregate([c["raw"][m] for c in compared]) for m in metric_names},
+    }
 
 
 def write_predictions(path: str, task: Task, split: TaskSplit, predicted: list, logits: np.ndarray) -> None:
@@ -534,6 +581,7 @@ def run_finetune(task_args: TaskArguments, args: FinetuningArguments) -> dict:
             for split in ("dev", "test")
             if split in records[0]
         },
+        "averaging": averaging_summary(records, metric_names),
         "wall_seconds": round(time.time() - started, 1),
     }
     write_json(os.path.join(args.output_dir, "results.json"), results)
@@ -550,6 +598,10 @@ EXAMPLES = """examples:
   # few-shot (200 examples drawn stratified per seed), with competition tricks
   dontstop finetune --model_name_or_path roberta-base --train_file train.jsonl --validation_file dev.jsonl \\
       --test_file test.jsonl --train_limit 200 --adversarial fgm --ema 0.999 --output_dir runs/base-ft
+
+  # SWA over the second half of the epochs; results.json sets its dev scores beside the raw weights'
+  dontstop finetune --model_name_or_path runs/dapt --train_file train.jsonl --validation_file dev.jsonl \\
+      --test_file test.jsonl --swa_start 0.5 --output_dir runs/dapt-ft-swa
 
   # token classification (jsonl records {"text": [words], "label": [BIO tags]}), entity F1
   dontstop finetune --model_name_or_path bert-base-cased --train_file ner_train.jsonl \\

@@ -42,6 +42,45 @@ def loss_table(metrics: dict) -> list[str]:
     return rows
 
 
+def averaging_lines(metrics: dict) -> list[str]:
+    """The card's section on weight averaging: what was averaged, raw against averaged held-out losses, the winner."""
+    averaged = metrics.get("averaged")
+    if not averaged:
+        return []
+    method, own = averaged["method"], metrics.get("weights") == averaged["method"]
+    if method == "ema":
+        what = (
+            f"an exponential moving average of the weights (decay {averaged['decay']}, warmed up), updated every step"
+        )
+    else:
+        what = (
+            f"stochastic weight averaging: the mean of {averaged['updates']} snapshots of the weights, one every "
+            f"{averaged['every']} steps after step {averaged['start_step']}"
+        )
+        if averaged["lr"] is not None:
+            what += f" (learning rate held at {averaged['lr']} after step {averaged['start_step']})"
+    if own:
+        where = "; the raw weights are in the parent directory."
+    else:
+        where = f", in `{averaged['directory']}/`." if averaged["directory"] else " (nothing was averaged)."
+    lines = [
+        "## Weight averaging",
+        "",
+        f"{'These weights are' if own else 'Beside these raw weights, the run kept'} {what}{where}",
+    ]
+    raw, average = metrics.get("after") or {}, averaged.get("after") or {}
+    names = sorted(k[len("eval_") : -len("_loss")] for k in average if k.endswith("_loss"))
+    if names:
+        lines += ["", "| held-out set | raw loss | averaged loss |", "|---|---|---|"]
+        lines += [
+            f"| {n} | {_fmt(raw.get(f'eval_{n}_loss'))} | {_fmt(average.get(f'eval_{n}_loss'))} |" for n in names
+        ]
+    if averaged.get("better"):
+        winner = "the raw weights" if averaged["better"] == "raw" else f"the averaged ({method.upper()}) weights"
+        lines += ["", f"Lower loss on `{averaged['compared_on']}`: **{winner}**."]
+    return [*lines, ""]
+
+
 def write_model_card(output_dir, model_args, data_args, masking_args, training_args, metrics, corpus_stats) -> None:
     base = model_args.model_name_or_path or f"(fresh model from config {model_args.config_name})"
     objective = metrics["objective"]
@@ -50,6 +89,10 @@ def write_model_card(output_dir, model_args, data_args, masking_args, training_a
     train = metrics.get("train", {})
     layout = "one example per document" if data_args.line_by_line else "documents packed into full blocks"
     steps = max((entry.get("step", 0) for entry in metrics.get("history", [])), default=0)
+    averaged = metrics.get("averaged") or {}
+    # The card of the averaged weights' own directory shows their losses (`weights` names the average).
+    own = bool(averaged) and metrics.get("weights") == averaged["method"]
+    shown = {**metrics, "after": averaged.get("after") or {}} if own else metrics
     lines = [
         "---",
         "library_name: transformers",
@@ -57,7 +100,7 @@ def write_model_card(output_dir, model_args, data_args, masking_args, training_a
         "tags: [dontstop, continued-pretraining]",
         "---",
         "",
-        f"# Continued pretraining of `{base}`",
+        f"# Continued pretraining of `{base}`" + (f" ({averaged['method'].upper()} weights)" if own else ""),
         "",
         f"Trained with `dontstop pretrain` ({'masked' if objective == 'mlm' else 'causal'} language modelling, "
         f"sequences of {metrics['max_seq_length']} tokens, {layout}).",
@@ -70,8 +113,9 @@ def write_model_card(output_dir, model_args, data_args, masking_args, training_a
         "",
         "## Held-out losses",
         "",
-        *loss_table(metrics),
+        *loss_table(shown),
         "",
+        *averaging_lines(metrics),
     ]
     if metrics.get("head_warmup"):
         warm = metrics["head_warmup"]
@@ -84,6 +128,10 @@ def write_model_card(output_dir, model_args, data_args, masking_args, training_a
     lines += ["## Corpora", "", "| role | path | documents | tokens |", "|---|---|---|---|"]
     for entry in corpus_stats["train"]:
         lines.append(f"| train | `{entry['path']}` | {_fmt(entry['documents'])} | {_fmt(entry['tokens'])} |")
+    if corpus_stats.get("replay"):
+        entry = corpus_stats["replay"]
+        role = f"replay ({entry['ratio']:g} of tokens)"
+        lines.append(f"| {role} | `{entry['path']}` | {_fmt(entry['documents'])} | {_fmt(entry['tokens'])} |")
     for name, entry in corpus_stats["eval"].items():
         lines.append(f"| eval: {name} | `{entry['path']}` | {_fmt(entry['documents'])} | {_fmt(entry['tokens'])} |")
     args = training_args
@@ -134,6 +182,24 @@ def results_table(results: dict) -> list[str]:
     return rows
 
 
+def swa_options(args) -> str:
+    given = [f"every {args.swa_freq} steps" if args.swa_freq else "", f"lr {args.swa_lr}" if args.swa_lr else ""]
+    return "".join(f", {g}" for g in given if g)
+
+
+def finetune_averaging_lines(results: dict) -> list[str]:
+    """With weight averaging: how often the averaged weights beat the raw ones on dev at the best epoch."""
+    summary = results.get("averaging")
+    if not summary:
+        return []
+    method, metric = summary["method"], results["primary_metric"]
+    return [
+        f"- {method.upper()}: the averaged weights chose the best epoch and are the ones scored; at the best epoch "
+        f"they beat the raw weights on dev {metric} in {summary['better'][method]} of {len(results['seeds'])} seeds "
+        f"(raw weights' dev {metric}: {mean_std_percent(summary['dev_raw'][metric])})"
+    ]
+
+
 def write_finetune_readme(output_dir: str, results: dict, args) -> None:
     """The table of a `dontstop finetune` run (per seed, then mean ± std) and its settings."""
     seeds = results["seeds"]
@@ -144,6 +210,7 @@ def write_finetune_readme(output_dir: str, results: dict, args) -> None:
         for name, on in (
             (f"FGM adversarial training (epsilon {args.adv_epsilon})", args.adversarial == "fgm"),
             (f"EMA of the weights (decay {args.ema})", args.ema is not None),
+            (f"SWA of the weights (from {args.swa_start}{swa_options(args)})", args.swa_start is not None),
         )
         if on
     ]
@@ -162,6 +229,7 @@ def write_finetune_readme(output_dir: str, results: dict, args) -> None:
         f"max sequence length {results['max_seq_length']}" + (f"; {', '.join(extras)}" if extras else ""),
         f"- train `{results['train_file']['path']}`, dev `{results['validation_file']['path']}`"
         + (f", test `{results['test_file']['path']}`" if results["test_file"] else ""),
+        *finetune_averaging_lines(results),
         f"- wall time {minutes:.1f} min; predictions per seed in `seed-*/predictions_*.jsonl`; every number in "
         "`results.json`, every setting in `dontstop_config.json`.",
         "",

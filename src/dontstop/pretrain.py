@@ -20,11 +20,13 @@ from dataclasses import asdict, dataclass, field
 import torch
 from transformers import Trainer, TrainerCallback, set_seed
 
+from .averaging import AveragingArguments, WeightAverage, pretrain_report
 from .errors import UsageError
 from .heads import causal_lm_loss_sum, infer_objective, masked_lm_loss_sum, masked_only_head, use_masked_only_head
 from .masking import CausalLMCollator, EpochIndexed, EpochSampler, MaskedLMCollator
 from .outputs import check_output_dir, resolve_model_path, write_json
 from .recipe import RobertaRecipe
+from .replay import ReplayMix
 from .tokenization import (
     Framing,
     LineByLine,
@@ -127,6 +129,24 @@ class DataArguments:
         default=None,
         metadata={"help": "Evaluate on at most this many examples of each held-out set (the first ones)."},
     )
+    replay_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "General corpus (any --train_file format) interleaved into training at --replay_ratio, against "
+            "forgetting. Unless --eval_file general=PATH is given, --validation_split_percentage of its documents "
+            "are held out as the eval set 'general'. Not with --streaming."
+        },
+    )
+    replay_ratio: float = field(
+        default=0.0,
+        metadata={
+            "help": "Share of the training tokens drawn from --replay_file, in [0, 1): a fraction R of the packed "
+            "blocks of every epoch, spread evenly; the general corpus is cycled if too small, sampled if larger."
+        },
+    )
+    replay_text_column: str | None = field(
+        default=None, metadata={"help": "Text column of --replay_file (default: --text_column)."}
+    )
 
     @property
     def named_eval_files(self):
@@ -195,8 +215,9 @@ class MaskingArguments:
 
 
 @dataclass
-class PretrainingArguments(RobertaRecipe):
-    """`TrainingArguments` with the defaults of Gururangan et al. (2020), each with its reason."""
+class PretrainingArguments(AveragingArguments, RobertaRecipe):
+    """`TrainingArguments` with the defaults of Gururangan et al. (2020), each with its reason; weight averaging
+    (--ema, --swa_start) from `averaging.py`."""
 
     # RoBERTa's pretraining weight decay, kept by the paper for DAPT and TAPT.
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
@@ -380,13 +401,21 @@ def read_vocab_extension(model_args: ModelArguments) -> tuple[list[int], list[st
 
 class PretrainTrainer(Trainer):
     """Trainer for continued pretraining. Overrides hooks only: the train sampler (seeded per epoch, so masks are
-    pure), the loss (masked positions only) and evaluation (token-weighted loss, perplexity, masked-token accuracy)."""
+    pure), the loss (masked positions only) and evaluation (token-weighted loss, perplexity, masked-token accuracy,
+    and the same for the averaged weights, if any)."""
 
     def __init__(
-        self, *args, objective: str = "mlm", prefer_masked_only_head: bool = True, sampler_lengths=None, **kwargs
+        self,
+        *args,
+        objective: str = "mlm",
+        prefer_masked_only_head: bool = True,
+        sampler_lengths=None,
+        averager: WeightAverage | None = None,
+        **kwargs,
     ):
         super().__init__(*args, **kwargs)
         self.objective = objective
+        self.averager = averager
         self.sampler_lengths = sampler_lengths
         head = masked_only_head(self.model) if objective == "mlm" and prefer_masked_only_head else None
         self.masked_only = head is not None
@@ -402,6 +431,8 @@ class PretrainTrainer(Trainer):
             return super()._get_train_sampler(train_dataset)
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
         batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+        if isinstance(train_dataset, ReplayMix):  # spreads its general examples evenly itself (see replay.py)
+            return train_dataset.sampler(seed, batch, by_length=self.sampler_lengths is not None)
         return EpochSampler(len(train_dataset), seed, lengths=self.sampler_lengths, batch_size=batch)
 
     def _loss_sum(self, model, inputs):
@@ -425,6 +456,12 @@ class PretrainTrainer(Trainer):
         for name, dataset in eval_sets.items():
             prefix = f"{metric_key_prefix}_{name}" if name else metric_key_prefix
             metrics.update(self._evaluate_lm(dataset, prefix))
+        if self.averager is not None and self.averager.ready:
+            # The averaged weights beside the raw ones, under their own prefix: ema_eval_validation_loss, ...
+            with self.averager.swapped_in(self.model):
+                for name, dataset in eval_sets.items():
+                    prefix = f"{metric_key_prefix}_{name}" if name else metric_key_prefix
+                    metrics.update(self._evaluate_lm(dataset, f"{self.averager.name}_{prefix}"))
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
@@ -471,11 +508,11 @@ def build_datasets(
     kind = LineByLine if data_args.line_by_line else PackedBlocks
     stats = {"train": [], "eval": {}}
 
-    def tokenize(path):
+    def tokenize(path, text_column=None):
         return tokenize_corpus(
             path,
             tokenizer,
-            data_args.text_column,
+            text_column or data_args.text_column,
             data_args.preprocessing_num_workers,
             data_args.data_cache_dir,
             boundaries,
@@ -511,6 +548,25 @@ def build_datasets(
                 "tokens": held_out.num_tokens,
             }
         train = EpochIndexed(kind(corpus, framing, max_seq_length))
+        if data_args.replay_file:
+            general = tokenize(data_args.replay_file, data_args.replay_text_column)
+            percentage = data_args.validation_split_percentage
+            # The forgetting measure: part of the general corpus held out by document, unless the user gave one.
+            if "general" not in [n.name for n in data_args.named_eval_files] and percentage > 0:
+                try:
+                    general, held_out = split_documents(general, percentage, seed)
+                except ValueError as e:
+                    raise UsageError(f"--replay_file {data_args.replay_file}: {e}") from None
+                eval_sets["general"] = limited(kind(held_out, framing, max_seq_length))
+                stats["eval"]["general"] = {
+                    "path": f"{percentage}% of the replay documents",
+                    "documents": held_out.num_documents,
+                    "tokens": held_out.num_tokens,
+                }
+            stats["replay"] = {"path": data_args.replay_file, "ratio": data_args.replay_ratio}
+            stats["replay"].update(documents=general.num_documents, tokens=general.num_tokens)
+            train = ReplayMix(train.dataset, kind(general, framing, max_seq_length), data_args.replay_ratio, seed)
+            train.log_plan(data_args.replay_file)
     named = [("validation", data_args.validation_file)] if data_args.validation_file else []
     named += [(n.name, n.path) for n in data_args.named_eval_files]
     for name, path in named:
@@ -537,8 +593,17 @@ def validate_arguments(model_args: ModelArguments, data_args: DataArguments, tra
         )
     if not training_args.output_dir_given:
         raise UsageError("--output_dir is required")
+    training_args.check_averaging()
     if data_args.streaming and training_args.max_steps <= 0:
         raise UsageError("--streaming needs --max_steps: a streamed corpus has no known length")
+    if not 0 <= data_args.replay_ratio < 1:
+        raise UsageError(f"--replay_ratio must be in [0, 1), got {data_args.replay_ratio}")
+    if data_args.replay_file and not data_args.replay_ratio:
+        raise UsageError("--replay_file needs --replay_ratio R > 0: the share of training tokens to draw from it")
+    if data_args.replay_ratio and not data_args.replay_file:
+        raise UsageError("--replay_ratio needs --replay_file: the general corpus to replay")
+    if data_args.replay_file and data_args.streaming:
+        raise UsageError("--replay_file does not work with --streaming (drop --streaming, or mix the files first)")
     names = [n.name for n in data_args.named_eval_files]
     if len(set(names)) != len(names) or "validation" in names:
         raise UsageError("--eval_file names must be distinct and not 'validation'")
@@ -548,6 +613,8 @@ def validate_arguments(model_args: ModelArguments, data_args: DataArguments, tra
     for path in [data_args.validation_file] + [n.path for n in data_args.named_eval_files]:
         if path:
             check_corpus_file(path, data_args.text_column)
+    if data_args.replay_file:
+        check_corpus_file(data_args.replay_file, data_args.replay_text_column or data_args.text_column)
     resume = training_args.resume_from_checkpoint
     if resume == "last":
         from transformers.trainer_utils import get_last_checkpoint
@@ -642,6 +709,9 @@ def run_pretrain(
         # After the head warm-up's callback: during an overlap this one decides what trains (see its docstring).
         new_rows = NewEmbeddingsCallback(model, added_ids, model_args.train_new_embeddings_only_steps, warmup)
         callbacks.append(new_rows)
+    averager = training_args.averager()
+    if averager is not None:
+        callbacks.append(averager)
 
     trainer = PretrainTrainer(
         model=model,
@@ -654,12 +724,17 @@ def run_pretrain(
         objective=objective,
         prefer_masked_only_head=model_args.masked_only_head,
         sampler_lengths=train.lengths() if data_args.line_by_line and isinstance(train, EpochIndexed) else None,
+        averager=averager,
     )
     metrics: dict = {"objective": objective, "max_seq_length": max_seq_length}
     if eval_sets and not training_args.resume_from_checkpoint:
         metrics["before"] = trainer.evaluate()
     result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint or None)
     metrics["train"] = result.metrics
+    if isinstance(train, ReplayMix):
+        drawn = training_args.train_batch_size * max(1, training_args.world_size)
+        usage = train.report(trainer.state.epoch, trainer._get_train_sampler(), examples_per_batch=drawn)
+        metrics["replay"] = {"file": data_args.replay_file, **usage}
     if warmup is not None:
         metrics["head_warmup"] = {
             "steps": warmup.steps,
@@ -674,11 +749,17 @@ def run_pretrain(
         }
     if eval_sets:
         metrics["after"] = trainer.evaluate()
+    if averager is not None:  # takes the averaged weights' final metrics out of metrics["after"]
+        metrics["averaged"] = pretrain_report(averager, metrics.get("after"), list(eval_sets))
     metrics["history"] = trainer.state.log_history
     metrics["wall_seconds"] = round(time.time() - started, 1)
 
     trainer.restore_forward()
     trainer.save_model(training_args.output_dir)
+    averaged_dir = os.path.join(training_args.output_dir, averager.name) if averager and averager.ready else None
+    if averaged_dir:
+        with averager.swapped_in(trainer.model):
+            trainer.save_model(averaged_dir)
     if trainer.is_world_process_zero():
         resolved = {
             "model": asdict(model_args),
@@ -691,6 +772,13 @@ def run_pretrain(
         write_model_card(
             training_args.output_dir, model_args, data_args, masking_args, training_args, metrics, corpus_stats
         )
+        if averaged_dir:  # a directory that stands alone: the run's config and metrics, a card with its own losses
+            write_json(os.path.join(averaged_dir, "dontstop_config.json"), resolved)
+            write_json(os.path.join(averaged_dir, "metrics.json"), metrics)
+            card_metrics = {**metrics, "weights": averager.name}
+            write_model_card(
+                averaged_dir, model_args, data_args, masking_args, training_args, card_metrics, corpus_stats
+            )
     summarize(metrics)
     return metrics
 
@@ -726,9 +814,18 @@ EXAMPLES = """examples:
   dontstop pretrain --model_name_or_path roberta-base --train_file domain.jsonl \\
       --eval_file general=books.jsonl --num_train_epochs 1 --output_dir runs/dapt
 
+  # the same with replay: 10% of the training tokens from general text, 5% of it held out as 'general'
+  dontstop pretrain --model_name_or_path roberta-base --train_file domain.jsonl \\
+      --replay_file books.jsonl --replay_ratio 0.1 --num_train_epochs 1 --output_dir runs/dapt-replay
+
   # TAPT: many epochs over the task's own short texts, fresh masks each epoch
   dontstop pretrain --model_name_or_path runs/dapt --train_file task_train.jsonl --line_by_line \\
       --num_train_epochs 100 --output_dir runs/dapt-tapt
+
+  # weight averaging: an EMA (or SWA over the last quarter at a constant rate) evaluated beside the raw weights,
+  # saved in runs/dapt/ema (or runs/dapt/swa); metrics.json says which had the lower held-out loss
+  dontstop pretrain --config dapt.yaml --ema 0.999
+  dontstop pretrain --config dapt.yaml --swa_start 0.75 --swa_lr 5e-5
 
   # the same from a YAML file, with a CLI override; resume an interrupted run
   dontstop pretrain --config dapt.yaml --learning_rate 5e-5
