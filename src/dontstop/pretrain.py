@@ -536,33 +536,30 @@ def build_datasets(
             corpora.append(corpus)
             stats["train"].append({"path": path, "documents": corpus.num_documents, "tokens": corpus.num_tokens})
         corpus = TokenizedCorpus.concatenate(corpora)
-        if data_args.validation_file is None and data_args.validation_split_percentage > 0:
+        percentage = data_args.validation_split_percentage
+
+        def hold_out(corpus, name: str, what: str, option: str):
+            """Split off `percentage`% of the corpus's documents (seeded) as the eval set `name`."""
             try:
-                corpus, held_out = split_documents(corpus, data_args.validation_split_percentage, seed)
+                corpus, held_out = split_documents(corpus, percentage, seed)
             except ValueError as e:
-                raise UsageError(f"--validation_split_percentage: {e}") from None
-            eval_sets["validation"] = limited(kind(held_out, framing, max_seq_length))
-            stats["eval"]["validation"] = {
-                "path": f"{data_args.validation_split_percentage}% of the training documents",
+                raise UsageError(f"{option}: {e}") from None
+            eval_sets[name] = limited(kind(held_out, framing, max_seq_length))
+            stats["eval"][name] = {
+                "path": f"{percentage}% of the {what} documents",
                 "documents": held_out.num_documents,
                 "tokens": held_out.num_tokens,
             }
+            return corpus
+
+        if data_args.validation_file is None and percentage > 0:
+            corpus = hold_out(corpus, "validation", "training", "--validation_split_percentage")
         train = EpochIndexed(kind(corpus, framing, max_seq_length))
         if data_args.replay_file:
             general = tokenize(data_args.replay_file, data_args.replay_text_column)
-            percentage = data_args.validation_split_percentage
             # The forgetting measure: part of the general corpus held out by document, unless the user gave one.
             if "general" not in [n.name for n in data_args.named_eval_files] and percentage > 0:
-                try:
-                    general, held_out = split_documents(general, percentage, seed)
-                except ValueError as e:
-                    raise UsageError(f"--replay_file {data_args.replay_file}: {e}") from None
-                eval_sets["general"] = limited(kind(held_out, framing, max_seq_length))
-                stats["eval"]["general"] = {
-                    "path": f"{percentage}% of the replay documents",
-                    "documents": held_out.num_documents,
-                    "tokens": held_out.num_tokens,
-                }
+                general = hold_out(general, "general", "replay", f"--replay_file {data_args.replay_file}")
             stats["replay"] = {"path": data_args.replay_file, "ratio": data_args.replay_ratio}
             stats["replay"].update(documents=general.num_documents, tokens=general.num_tokens)
             train = ReplayMix(train.dataset, kind(general, framing, max_seq_length), data_args.replay_ratio, seed)
