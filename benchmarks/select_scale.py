@@ -35,7 +35,6 @@ at start is printed): on 2 busy cores, OpenBLAS's two threads make bow's SVD fit
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -43,7 +42,6 @@ import random
 import sys
 import tempfile
 import time
-import unicodedata
 
 from measure import measure  # benchmarks/ is on sys.path when a benchmark runs as a script
 
@@ -73,10 +71,11 @@ def make_parser() -> argparse.ArgumentParser:
 # --- the pool and the queries ------------------------------------------------------------------------------------
 
 
-def normal_key(text: str) -> bytes:
-    """NFKC, case-folded, whitespace collapsed, hashed: what `dontstop select` counts as the same text."""
-    normal = " ".join(unicodedata.normalize("NFKC", text).casefold().split())
-    return hashlib.blake2b(normal.encode("utf-8"), digest_size=8).digest()
+def normal_key(text: str) -> int:
+    """What `dontstop select` counts as the same text (its own fingerprint)."""
+    from dontstop.select import fingerprint
+
+    return fingerprint(text)
 
 
 def corpus_files(data_dir: str) -> list[tuple[str, str]]:
@@ -104,7 +103,7 @@ def read_documents(path: str):
 
 def build_pool(opts, path: str) -> dict:
     rng = random.Random(opts.seed)
-    seen: set[bytes] = set()
+    seen: set[int] = set()
     records, documents, stats = [], [], {"paragraphs": 0, "repeated_paragraphs": 0, "by_source": {}}
     for source, file in corpus_files(opts.data_dir):
         before = len(records)

@@ -108,23 +108,28 @@ def check_corpus_file(path: str, text_column: str, max_lines: int | None = None)
         raise UsageError(f"{path}: no documents (every line is empty)")
 
 
-def load_corpus(path: str, text_column: str = "text", streaming: bool = False):
-    """One corpus as a `datasets.Dataset` with a single `text` column, empty documents dropped."""
+def open_dataset(path: str, fmt: str, streaming: bool):
+    """The file's records through `datasets` (a saved directory's 'train' split), all columns."""
     import datasets
 
-    check_corpus_file(path, text_column, max_lines=STREAMING_CHECK_LINES if streaming else None)
-    fmt = corpus_format(path)
     if fmt == "saved":
         ds = datasets.load_from_disk(path)
         if isinstance(ds, datasets.DatasetDict):
             if "train" not in ds:
                 raise UsageError(f"{path}: a DatasetDict without a 'train' split (splits: {', '.join(ds)})")
             ds = ds["train"]
-        if streaming:
-            ds = ds.to_iterable_dataset()
-    else:
-        kwargs = {"delimiter": "\t"} if path.lower().endswith(".tsv") else {}
-        ds = datasets.load_dataset(fmt, data_files=path, split="train", streaming=streaming, **kwargs)
+        return ds
+    kwargs = {"delimiter": "\t"} if path.lower().endswith(".tsv") else {}
+    return datasets.load_dataset(fmt, data_files=path, split="train", streaming=streaming, **kwargs)
+
+
+def load_corpus(path: str, text_column: str = "text", streaming: bool = False):
+    """One corpus as a `datasets.Dataset` with a single `text` column, empty documents dropped."""
+    check_corpus_file(path, text_column, max_lines=STREAMING_CHECK_LINES if streaming else None)
+    fmt = corpus_format(path)
+    ds = open_dataset(path, fmt, streaming)
+    if streaming and fmt == "saved":
+        ds = ds.to_iterable_dataset()
     text_column = "text" if fmt == "text" else text_column
     columns = ds.column_names
     if columns is not None and text_column not in columns:
@@ -153,17 +158,7 @@ def iter_corpus_batches(path: str, text_column: str = "text", columns=(), batch_
     if fmt == "text" or (fmt == "json" and path.lower().endswith(".jsonl")):
         yield from _iter_lines(path, fmt, text_column, columns, batch_size)
         return
-    import datasets  # imported here: the text and JSON-lines path above is the common one, and needs none of it
-
-    if fmt == "saved":
-        ds = datasets.load_from_disk(path)
-        if isinstance(ds, datasets.DatasetDict):
-            if "train" not in ds:
-                raise UsageError(f"{path}: a DatasetDict without a 'train' split (splits: {', '.join(ds)})")
-            ds = ds["train"]
-    else:
-        kwargs = {"delimiter": "\t"} if path.lower().endswith(".tsv") else {}
-        ds = datasets.load_dataset(fmt, data_files=path, split="train", streaming=True, **kwargs)
+    ds = open_dataset(path, fmt, streaming=True)  # `datasets` is imported only on this path: the one above is common
     text_column = "text" if fmt == "text" else text_column
     for batch in ds.iter(batch_size=batch_size):
         if text_column not in batch:

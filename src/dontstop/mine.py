@@ -277,13 +277,17 @@ class Candidates:
     words: list[str] = field(default_factory=list)
     ns: list[int] = field(default_factory=list)  # the lengths, in the order of the per-length lists below
     keys: list[np.ndarray] = field(default_factory=list)  # per length: the hashes (for counting elsewhere)
-    lengths: list[int] = field(default_factory=list)
     freq: list[np.ndarray] = field(default_factory=list)
     cohesion: list[np.ndarray] = field(default_factory=list)
     cohesion_max: list[np.ndarray] = field(default_factory=list)
     left: list[np.ndarray] = field(default_factory=list)
     right: list[np.ndarray] = field(default_factory=list)
     funnel: dict = field(default_factory=dict)  # how many candidates each step left, per length
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Each candidate's length (characters or words)."""
+        return np.repeat(self.ns, [len(k) for k in self.keys])
 
     def column(self, name: str) -> np.ndarray:
         parts = getattr(self, name)
@@ -351,7 +355,6 @@ def find_candidates(counts: NgramCounts, vocabulary: dict, language: str, args: 
         funnel["kept"] = int(keep.sum())
         found.words += [w for w, ok in zip(words, surface, strict=True) if ok]
         found.ns.append(n)
-        found.lengths += [n] * int(keep.sum())
         for name, values in (("keys", keys), ("freq", freq), ("cohesion", cohesion), ("cohesion_max", cohesion_max)):
             getattr(found, name).append(values[keep])
         found.left.append(left[keep])
@@ -369,7 +372,7 @@ def base_score(freq, cohesion, left, right, lengths, cap: float, length_penalty:
 def occurrence_texts(texts: list[str], language: str, keys_by_length: dict[int, np.ndarray]):
     """One shard of an --against corpus: how often each candidate occurs in it, and its tokens (worker entry)."""
     codes = chinese_codes(texts) if language == "chinese" else word_codes(texts)
-    found = {n: occurrences(n, keys, codes) for n, keys in keys_by_length.items()}
+    found = occurrences(keys_by_length, codes)
     return found, int((codes != 0).sum()), sum(len(t.encode("utf-8")) for t in texts)
 
 

@@ -104,40 +104,41 @@ def sort_order(hashes: np.ndarray, scratch: dict | None = None) -> tuple[np.ndar
     return order, hashes[order]
 
 
-def count_shard(codes: np.ndarray, max_n: int) -> list[Table]:
-    """Exact tables of the n-grams of length 1..max_n in one shard of codes (0 = separator)."""
-    tables = []
+def rolling_hashes(codes: np.ndarray, max_n: int):
+    """For n = 1..max_n: (n, the hash of the n-gram starting at each position, whether it spans no separator).
+    One pass for all lengths; the arrays are views updated in place, valid only until the next step."""
     spread = codes.astype(np.uint64) * SPREAD
     h = np.zeros(len(codes), dtype=np.uint64)
     valid = codes != 0
-    buffer = np.empty(len(codes), dtype=np.uint64)
-    scratch: dict = {}
     with np.errstate(over="ignore"):
-        for n in range(1, max_n + 1):
+        for n in range(1, min(max_n, len(codes)) + 1):
             m = len(codes) - n + 1
-            if m <= 0:
-                tables.append(Table())
-                continue
-            # in place, on shrinking views: the hash of the n-gram starting at each position, and whether it spans
-            # no separator
             h = h[:m]
             h *= BASE
             h += spread[n - 1 :]
             valid = valid[:m]
             if n > 1:
                 valid &= codes[n - 1 :] != 0
-            starts = np.flatnonzero(valid)
-            hashes = np.take(h, starts, out=buffer[: len(starts)])
-            order, ordered = sort_order(hashes, scratch)
-            boundary = (
-                np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1]))) if len(ordered) else starts
-            )
-            keys = ordered[boundary]
-            counts = np.diff(np.append(boundary, len(ordered)))
-            at = starts[order[boundary]]
-            tables.append(
-                Table(keys, counts.astype(np.int64), np.zeros(len(keys), np.int64), codes[at], codes[at + n - 1])
-            )
+            yield n, h, valid
+
+
+def count_shard(codes: np.ndarray, max_n: int) -> list[Table]:
+    """Exact tables of the n-grams of length 1..max_n in one shard of codes (0 = separator)."""
+    tables = []
+    buffer = np.empty(len(codes), dtype=np.uint64)
+    scratch: dict = {}
+    for n, h, valid in rolling_hashes(codes, max_n):
+        starts = np.flatnonzero(valid)
+        hashes = np.take(h, starts, out=buffer[: len(starts)])
+        order, ordered = sort_order(hashes, scratch)
+        boundary = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1]))) if len(ordered) else starts
+        keys = ordered[boundary]
+        counts = np.diff(np.append(boundary, len(ordered)))
+        at = starts[order[boundary]]
+        tables.append(
+            Table(keys, counts.astype(np.int64), np.zeros(len(keys), np.int64), codes[at], codes[at + n - 1])
+        )
+    tables += [Table() for _ in range(max_n - len(tables))]  # a shard shorter than max_n
     return tables
 
 
@@ -248,22 +249,16 @@ class NgramCounts:
         return entropies[0], entropies[1]
 
 
-def occurrences(n: int, keys: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """Counts, in `codes`, of the length-n n-grams whose sorted hashes are `keys`."""
-    codes = np.ascontiguousarray(codes, dtype=np.uint64)
-    out = np.zeros(len(keys), dtype=np.int64)
-    m = len(codes) - n + 1
-    if m <= 0 or len(keys) == 0:
-        return out
-    h = np.zeros(m, dtype=np.uint64)
-    valid = np.ones(m, dtype=bool)
-    with np.errstate(over="ignore"):
-        for i in range(n):
-            column = codes[i : i + m]
-            h = h * BASE + column * SPREAD
-            valid &= column != 0
-    h = h[valid]
-    pos = np.minimum(np.searchsorted(keys, h), len(keys) - 1)
-    hit = keys[pos] == h
-    np.add.at(out, pos[hit], 1)
-    return out
+def occurrences(keys_by_length: dict[int, np.ndarray], codes: np.ndarray) -> dict[int, np.ndarray]:
+    """How often each n-gram of `keys_by_length` ({n: sorted hashes}) occurs in `codes`: for counting candidates in
+    another corpus without tables, all lengths in one rolling pass."""
+    found = {n: np.zeros(len(keys), dtype=np.int64) for n, keys in keys_by_length.items()}
+    for n, h, valid in rolling_hashes(codes, max(keys_by_length, default=0)):
+        keys = keys_by_length.get(n)
+        if keys is None or len(keys) == 0:
+            continue
+        hashes = h[valid]
+        pos = np.minimum(np.searchsorted(keys, hashes), len(keys) - 1)
+        hit = keys[pos] == hashes
+        found[n] += np.bincount(pos[hit], minlength=len(keys))
+    return found

@@ -88,14 +88,18 @@ def _read(path: str) -> bytes:
         return f.read()
 
 
-def _records(path: str, raw: bytes):
-    """Yield (line number, record dict) from the bytes of a jsonl/csv/tsv file, with file:line errors."""
-    suffix = os.path.splitext(path)[1].lower()
+def _decode(path: str, raw: bytes) -> str:
     try:
-        text = raw.decode("utf-8-sig")  # spreadsheet exports start with a byte-order mark
+        return raw.decode("utf-8-sig")  # spreadsheet exports start with a byte-order mark
     except UnicodeDecodeError as e:
         lineno = raw.count(b"\n", 0, e.start) + 1
         raise UsageError(f"{path}:{lineno}: invalid UTF-8 (byte {e.start})") from None
+
+
+def _records(path: str, raw: bytes):
+    """Yield (line number, record dict) from the bytes of a jsonl/csv/tsv file, with file:line errors."""
+    suffix = os.path.splitext(path)[1].lower()
+    text = _decode(path, raw)
     if suffix in (".jsonl", ".json"):
         for lineno, line in enumerate(text.split("\n"), start=1):
             if line.strip():
@@ -324,11 +328,7 @@ def read_texts(path: str, text_column: str = "text") -> TaskSplit:
             raise UsageError(f"{path}: no such file")
         with open(path, "rb") as f:
             raw = f.read()
-        try:
-            lines = raw.decode("utf-8-sig").split("\n")
-        except UnicodeDecodeError as e:
-            lineno = raw.count(b"\n", 0, e.start) + 1
-            raise UsageError(f"{path}:{lineno}: invalid UTF-8 (byte {e.start})") from None
+        lines = _decode(path, raw).split("\n")
         numbered = [(n, line.strip()) for n, line in enumerate(lines, start=1) if line.strip()]
     else:
         raw = _read(path)
