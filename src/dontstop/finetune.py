@@ -7,6 +7,9 @@ Single-seed fine-tuning results are noise: Gururangan et al. (2020) report mean 
 seeds. Each seed here trains a fresh classifier, evaluates on the dev set after every epoch, stops early when the dev
 metric has not improved for `--early_stopping_patience` evaluations, and scores the best epoch's weights (kept in
 memory, not in checkpoints) on dev and test. `dontstop compare` then sets runs side by side with significance.
+
+The model may be a LoRA adapter directory (`dontstop pretrain --adapter lora`): its base model is loaded and the
+adapter merged in, then trained whole or, with `--adapter lora`, under a fresh task adapter (see `adapters.py`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import numpy as np
 import torch
 from transformers import Trainer, TrainerCallback, set_seed
 
+from .adapters import MERGED_DIR, AdapterArguments, is_adapter_model, read_adapter, save_merged
 from .adversarial import ADVERSARIES
 from .averaging import AveragingArguments, WeightAverage
 from .errors import UsageError
@@ -43,7 +47,8 @@ class TaskArguments:
         default=None,
         metadata={
             "help": "What to fine-tune: a hub id, a `dontstop pretrain` output directory, any local checkpoint, "
-            "or pkg:NAME for a model shipped inside an installed Python package."
+            "or pkg:NAME for a model shipped inside an installed Python package. A LoRA adapter directory "
+            "(adapter_config.json) is merged into its base model first."
         },
     )
     tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer, when it differs from the model."})
@@ -109,9 +114,9 @@ class TaskArguments:
 
 
 @dataclass
-class FinetuningArguments(AveragingArguments, RobertaRecipe):
+class FinetuningArguments(AdapterArguments, AveragingArguments, RobertaRecipe):
     """`TrainingArguments` with the fine-tuning defaults of Gururangan et al. (2020), each with its reason; weight
-    averaging (--ema, --swa_start) from `averaging.py`."""
+    averaging (--ema, --swa_start) from `averaging.py`, a task adapter (--adapter lora) from `adapters.py`."""
 
     # The paper's fine-tuning learning rate and batch size (it follows RoBERTa's GLUE recipe).
     learning_rate: float = field(default=2e-5, metadata={"help": "Peak learning rate."})
@@ -251,6 +256,13 @@ def validate(task_args: TaskArguments, args: FinetuningArguments) -> list[int]:
         if not getattr(task_args, option):
             raise UsageError(f"--{option} is required")
     args.check_averaging()
+    args.check_adapter()
+    if args.uses_adapter and args.adversarial != "none":
+        raise UsageError(
+            "--adversarial with --adapter lora: FGM follows the embeddings' gradient, and an adapter freezes them"
+        )
+    if args.merge_adapter and not task_args.keep_models:
+        raise UsageError("--merge_adapter merges the kept models: add --keep_models")
     if args.adv_epsilon <= 0:
         raise UsageError(f"--adv_epsilon {args.adv_epsilon}: must be positive")
     if task_args.train_limit is not None and task_args.train_limit < 1:
@@ -267,7 +279,15 @@ def validate(task_args: TaskArguments, args: FinetuningArguments) -> list[int]:
 
 
 # Settings that may change between an interrupted run and its resumption without changing any seed's result.
-RESUMABLE_CHANGES = {"resume", "seeds", "overwrite_output_dir", "disable_tqdm", "logging_dir", "keep_models"}
+RESUMABLE_CHANGES = {
+    "resume",
+    "seeds",
+    "overwrite_output_dir",
+    "disable_tqdm",
+    "logging_dir",
+    "keep_models",
+    "merge_adapter",
+}
 
 
 def resolved_config(task_args: TaskArguments, args: FinetuningArguments) -> dict:
@@ -331,16 +351,18 @@ def load_tokenizer_and_config(task_args: TaskArguments, task: Task):
     from transformers import AutoConfig, AutoTokenizer
 
     source = resolve_model_path(task_args.model_name_or_path)
+    domain = read_adapter(source)  # an adapter directory: the config is its base model's
+    tokenizer_source = task_args.tokenizer_name or source
+    if domain and not task_args.tokenizer_name and not os.path.isfile(os.path.join(source, "tokenizer_config.json")):
+        tokenizer_source = domain.base
     problem = {"single_label": "single_label_classification", "multi_label": "multi_label_classification"}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(task_args.tokenizer_name or source))
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(tokenizer_source))
         if task.task_type == "token" and getattr(tokenizer, "add_prefix_space", True) is False:
             # Byte-level BPE (RoBERTa, GPT-2) spells a word differently after a space; words of a sentence are.
-            tokenizer = AutoTokenizer.from_pretrained(
-                resolve_model_path(task_args.tokenizer_name or source), add_prefix_space=True
-            )
+            tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(tokenizer_source), add_prefix_space=True)
         config = AutoConfig.from_pretrained(
-            source,
+            domain.base if domain else source,
             num_labels=len(task.labels),
             id2label=dict(enumerate(task.labels)),
             label2id=task.label2id,
@@ -358,15 +380,21 @@ def load_tokenizer_and_config(task_args: TaskArguments, task: Task):
     return source, tokenizer, config
 
 
-def load_seeded_model(task: Task, source: str, config, seed: int):
-    """The checkpoint with a task head whose initialisation `seed` fixes; a broken checkpoint is a UsageError."""
+def load_seeded_model(task: Task, source: str, config, seed: int, args: FinetuningArguments | None = None):
+    """The checkpoint with a task head whose initialisation `seed` fixes; a broken checkpoint is a UsageError.
+
+    From an adapter directory: its base model with the adapter merged in (this in-memory copy only). With
+    `--adapter lora` in `args`: wrapped in a fresh task adapter, under which everything loaded stays frozen."""
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
+    from .adapters import add_task_adapter, merge_domain_adapter
+
     auto = AutoModelForTokenClassification if task.task_type == "token" else AutoModelForSequenceClassification
+    domain = read_adapter(source)
     set_seed(seed)
     try:
         model, info = auto.from_pretrained(
-            source, config=config, ignore_mismatched_sizes=True, output_loading_info=True
+            domain.base if domain else source, config=config, ignore_mismatched_sizes=True, output_loading_info=True
         )
     except (OSError, ValueError) as e:
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -377,6 +405,11 @@ def load_seeded_model(task: Task, source: str, config, seed: int):
             source,
             len(task.labels),
         )
+    if domain is not None:
+        model = merge_domain_adapter(model, domain)
+    if args is not None and args.uses_adapter:
+        mismatched = {key if isinstance(key, str) else key[0] for key in info.get("mismatched_keys") or []}
+        model = add_task_adapter(model, args, task.task_type, set(info["missing_keys"]) | mismatched)
     return model
 
 
@@ -457,7 +490,9 @@ def run_seed(seed, task, model, tokenizer, encoded, task_args, args, output_dir,
         record[name] = score(task.task_type, split.labels, predicted)
         write_predictions(os.path.join(seed_dir, f"predictions_{name}.jsonl"), task, split, predicted, logits)
     if task_args.keep_models:
-        trainer.save_model(os.path.join(seed_dir, "model"))
+        trainer.save_model(os.path.join(seed_dir, "model"))  # with --adapter lora: the task adapter
+        if args.uses_adapter and args.merge_adapter:
+            save_merged(model, tokenizer, os.path.join(seed_dir, "model", MERGED_DIR))
     write_json(os.path.join(seed_dir, "result.json"), record)
     del trainer, model, best
     gc.collect()
@@ -490,6 +525,17 @@ def averaging_summary(records: list[dict], metric_names: list[str]) -> dict | No
         "better": {name: sum(c["better"] == name for c in compared) for name in (method, "raw")},
         "dev_raw": {m: aggregate([c["raw"][m] for c in compared]) for m in metric_names},
     }
+
+
+def adapter_record(source: str, model) -> dict | None:
+    """For results.json: the domain adapter merged in (if the model was one) and the task adapter (if any)."""
+    from .adapters import adapter_report
+
+    domain = read_adapter(source)
+    task = adapter_report(model) if model is not None and is_adapter_model(model) else None
+    if domain is None and task is None:
+        return None
+    return {"domain": {"path": domain.path, "base": domain.base} if domain else None, "task": task}
 
 
 def write_predictions(path: str, task: Task, split: TaskSplit, predicted: list, logits: np.ndarray) -> None:
@@ -549,7 +595,8 @@ def run_finetune(task_args: TaskArguments, args: FinetuningArguments) -> dict:
     earlier = {seed: finished_seed(args.output_dir, seed, key) if task_args.resume else None for seed in seeds}
     pending = [seed for seed in seeds if earlier[seed] is None]
     # The first model is loaded before anything is written, so a broken checkpoint leaves no half-made directory.
-    model = load_seeded_model(task, source, config, pending[0]) if pending else None
+    model = load_seeded_model(task, source, config, pending[0], args) if pending else None
+    adapter = adapter_record(source, model)
     os.makedirs(args.output_dir, exist_ok=True)
     write_json(os.path.join(args.output_dir, "dontstop_config.json"), resolved_config(task_args, args))
     records = []
@@ -559,7 +606,7 @@ def run_finetune(task_args: TaskArguments, args: FinetuningArguments) -> dict:
             records.append(earlier[seed])
             continue
         logger.info("Seed %d (%d of %d)", seed, i, len(seeds))
-        model = model if seed == pending[0] else load_seeded_model(task, source, config, seed)
+        model = model if seed == pending[0] else load_seeded_model(task, source, config, seed, args)
         records.append(run_seed(seed, task, model, tokenizer, encoded, task_args, args, args.output_dir, key))
         model = None  # free it before the next seed loads
 
@@ -582,6 +629,7 @@ def run_finetune(task_args: TaskArguments, args: FinetuningArguments) -> dict:
             if split in records[0]
         },
         "averaging": averaging_summary(records, metric_names),
+        "adapter": adapter,
         "wall_seconds": round(time.time() - started, 1),
     }
     write_json(os.path.join(args.output_dir, "results.json"), results)
@@ -602,6 +650,12 @@ EXAMPLES = """examples:
   # SWA over the second half of the epochs; results.json sets its dev scores beside the raw weights'
   dontstop finetune --model_name_or_path runs/dapt --train_file train.jsonl --validation_file dev.jsonl \\
       --test_file test.jsonl --swa_start 0.5 --output_dir runs/dapt-ft-swa
+
+  # a LoRA task adapter (frozen model, higher learning rate) on a LoRA domain adapter from `dontstop pretrain`,
+  # which is merged into its base first; kept models get the task adapter and, merged, a plain model
+  dontstop finetune --model_name_or_path runs/dapt-lora --adapter lora --learning_rate 5e-4 \\
+      --train_file train.jsonl --validation_file dev.jsonl --test_file test.jsonl \\
+      --keep_models --merge_adapter --output_dir runs/dapt-lora-ft
 
   # token classification (jsonl records {"text": [words], "label": [BIO tags]}), entity F1
   dontstop finetune --model_name_or_path bert-base-cased --train_file ner_train.jsonl \\

@@ -60,7 +60,7 @@ def averaging_lines(metrics: dict) -> list[str]:
         if averaged["lr"] is not None:
             what += f" (learning rate held at {averaged['lr']} after step {averaged['start_step']})"
     if own:
-        where = "; the raw weights are in the parent directory."
+        where = f"; the raw weights are in `{'../..' if metrics.get('merged_adapter') else '..'}`."
     else:
         where = f", in `{averaged['directory']}/`." if averaged["directory"] else " (nothing was averaged)."
     lines = [
@@ -81,6 +81,42 @@ def averaging_lines(metrics: dict) -> list[str]:
     return [*lines, ""]
 
 
+def adapter_lines(metrics: dict) -> list[str]:
+    """The card's section on a LoRA adapter (`metrics["adapter"]`): what trained and how much; for its merged copy
+    (the card's `merged_adapter`), where the weights came from."""
+    adapter = metrics["adapter"]
+    base = adapter["base_model"]
+    if metrics.get("merged_adapter"):
+        return [
+            f"A plain model: the run's LoRA adapter (the parent directory) merged into `{base}`.",
+            "",
+        ]
+    trained = [f"`{m}`" for m in adapter["modules_to_save"] + adapter["output_bias"]]
+    if adapter["new_token_rows"]:
+        trained.append(f"the rows of the {adapter['new_token_rows']:,} tokens added by `dontstop vocab extend`")
+    targets = adapter["target_modules"]
+    on = ", ".join(f"`{t}`" for t in targets) if isinstance(targets, list) else targets
+    lines = [
+        "## LoRA adapter",
+        "",
+        f"This directory holds a LoRA adapter (peft), not a whole model: rank {adapter['r']}, alpha "
+        f"{adapter['alpha']}, dropout {adapter['dropout']}, on {on}"
+        + (f"; also trained: {', '.join(trained)}" if trained else "")
+        + f". {adapter['trainable_parameters']:,} of the base model's {adapter['base_parameters']:,} parameters "
+        f"trained ({100 * adapter['trainable_share']:.2f}%); the base model's weights stayed frozen and are not here.",
+    ]
+    if adapter.get("merged"):
+        lines += ["", f"`{adapter['merged']}/` holds the adapter merged into the base: a plain model."]
+    if adapter["new_token_rows"] and adapter["output_bias"]:
+        lines += [
+            "",
+            "peft 0.21 drops an output layer's bias beside trainable token rows until the adapter is merged "
+            "(huggingface/peft#3649): load this adapter after `import dontstop.adapters` (which fixes it), with a "
+            "peft that has the fix, or use the merged model.",
+        ]
+    return [*lines, ""]
+
+
 def write_model_card(output_dir, model_args, data_args, masking_args, training_args, metrics, corpus_stats) -> None:
     base = model_args.model_name_or_path or f"(fresh model from config {model_args.config_name})"
     objective = metrics["objective"]
@@ -93,24 +129,42 @@ def write_model_card(output_dir, model_args, data_args, masking_args, training_a
     # The card of the averaged weights' own directory shows their losses (`weights` names the average).
     own = bool(averaged) and metrics.get("weights") == averaged["method"]
     shown = {**metrics, "after": averaged.get("after") or {}} if own else metrics
+    adapter = metrics.get("adapter") if not metrics.get("merged_adapter") else None
+    if adapter:  # loads with peft onto its base model
+        usage = [
+            "from peft import PeftModel",
+            f"from transformers import {auto}, AutoTokenizer",
+            f'base = {auto}.from_pretrained("{adapter["base_model"]}")',
+            f'model = PeftModel.from_pretrained(base, "{output_dir}")  # .merge_and_unload(): a plain model',
+            f'tokenizer = AutoTokenizer.from_pretrained("{output_dir}")',
+        ]
+    else:
+        usage = [
+            f"from transformers import {auto}, AutoTokenizer, pipeline",
+            f'model = {auto}.from_pretrained("{output_dir}")',
+            f'pipe = pipeline("{task}", model="{output_dir}")',
+        ]
+    title = f"# Continued pretraining of `{base}`"
+    title += f" ({averaged['method'].upper()} weights)" if own else ""
+    title += ", LoRA adapter" if adapter else ", LoRA adapter merged" if metrics.get("merged_adapter") else ""
     lines = [
         "---",
-        "library_name: transformers",
+        f"library_name: {'peft' if adapter else 'transformers'}",
+        *([f"base_model: {adapter['base_model']}"] if adapter else []),
         f"pipeline_tag: {task}",
-        "tags: [dontstop, continued-pretraining]",
+        f"tags: [dontstop, continued-pretraining{', lora' if metrics.get('adapter') else ''}]",
         "---",
         "",
-        f"# Continued pretraining of `{base}`" + (f" ({averaged['method'].upper()} weights)" if own else ""),
+        title,
         "",
         f"Trained with `dontstop pretrain` ({'masked' if objective == 'mlm' else 'causal'} language modelling, "
         f"sequences of {metrics['max_seq_length']} tokens, {layout}).",
         "",
         "```python",
-        f"from transformers import {auto}, AutoTokenizer, pipeline",
-        f'model = {auto}.from_pretrained("{output_dir}")',
-        f'pipe = pipeline("{task}", model="{output_dir}")',
+        *usage,
         "```",
         "",
+        *(adapter_lines(metrics) if metrics.get("adapter") else []),
         "## Held-out losses",
         "",
         *loss_table(shown),
@@ -211,9 +265,14 @@ def write_finetune_readme(output_dir: str, results: dict, args) -> None:
             (f"FGM adversarial training (epsilon {args.adv_epsilon})", args.adversarial == "fgm"),
             (f"EMA of the weights (decay {args.ema})", args.ema is not None),
             (f"SWA of the weights (from {args.swa_start}{swa_options(args)})", args.swa_start is not None),
+            (
+                f"a LoRA task adapter (rank {args.lora_r}, alpha {args.lora_alpha}, dropout {args.lora_dropout})",
+                args.uses_adapter,
+            ),
         )
         if on
     ]
+    domain = (results.get("adapter") or {}).get("domain")
     lines = [
         f"# Fine-tuning `{results['model']}`: {results['task_type'].replace('_', '-')} task",
         "",
@@ -229,6 +288,7 @@ def write_finetune_readme(output_dir: str, results: dict, args) -> None:
         f"max sequence length {results['max_seq_length']}" + (f"; {', '.join(extras)}" if extras else ""),
         f"- train `{results['train_file']['path']}`, dev `{results['validation_file']['path']}`"
         + (f", test `{results['test_file']['path']}`" if results["test_file"] else ""),
+        *([f"- the LoRA adapter `{domain['path']}` merged into its base `{domain['base']}` first"] if domain else []),
         *finetune_averaging_lines(results),
         f"- wall time {minutes:.1f} min; predictions per seed in `seed-*/predictions_*.jsonl`; every number in "
         "`results.json`, every setting in `dontstop_config.json`.",

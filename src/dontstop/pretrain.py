@@ -6,7 +6,8 @@ What it adds to the `run_mlm.py` recipe: masks that are a pure function of (seed
 are exact; the MLM head applied to masked positions only; packing without dropped tails; a cached tokenization;
 detection of checkpoints without MLM-head weights (sentence encoders), whose fresh head is warmed up alone first;
 evaluation of loss, perplexity and masked-token accuracy on every held-out set before, during and after training;
-and an output directory with a model card and metrics that plain `transformers` loads.
+LoRA adapters (`adapters.py`); and an output directory with a model card and metrics that plain `transformers` (or,
+for an adapter, `peft`) loads.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from transformers import Trainer, TrainerCallback, set_seed
 
+from .adapters import MERGED_DIR, AdapterArguments, save_merged, underlying_model
 from .averaging import AveragingArguments, WeightAverage, pretrain_report
 from .errors import UsageError
 from .heads import causal_lm_loss_sum, infer_objective, masked_lm_loss_sum, masked_only_head, use_masked_only_head
@@ -215,9 +217,9 @@ class MaskingArguments:
 
 
 @dataclass
-class PretrainingArguments(AveragingArguments, RobertaRecipe):
+class PretrainingArguments(AdapterArguments, AveragingArguments, RobertaRecipe):
     """`TrainingArguments` with the defaults of Gururangan et al. (2020), each with its reason; weight averaging
-    (--ema, --swa_start) from `averaging.py`."""
+    (--ema, --swa_start) from `averaging.py`, LoRA adapters (--adapter lora) from `adapters.py`."""
 
     # RoBERTa's pretraining weight decay, kept by the paper for DAPT and TAPT.
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
@@ -272,11 +274,13 @@ class HeadWarmupCallback(TrainerCallback):
 
     A sentence-embedding checkpoint has no MLM head; a random head's gradients would first scramble the encoder.
     Freezing is a function of the global step, so a resumed run freezes exactly as the uninterrupted one did.
+    "Everything" is what was trainable when the callback was made: with an adapter, the adapter's weights.
     """
 
     def __init__(self, model, new_params: set[str], steps: int, evaluate_at_end: bool):
         self.model = model
         self.new_params = new_params
+        self.trainable = {name for name, param in model.named_parameters() if param.requires_grad}
         self.steps = steps
         self.evaluate_at_end = evaluate_at_end
         self.frozen: bool | None = None
@@ -287,11 +291,14 @@ class HeadWarmupCallback(TrainerCallback):
         if frozen == self.frozen:
             return
         for name, param in self.model.named_parameters():
-            param.requires_grad = not frozen or name in self.new_params
+            param.requires_grad = name in self.trainable and (not frozen or name in self.new_params)
         if frozen:
             logger.info("Head warm-up: training %d new tensors alone for %d steps", len(self.new_params), self.steps)
         elif self.frozen is not None:
-            logger.info("Head warm-up done at step %d: training the whole model", global_step)
+            whole = len(self.trainable) == len(dict(self.model.named_parameters()))
+            logger.info(
+                "Head warm-up done at step %d: training %s", global_step, "the whole model" if whole else "the adapter"
+            )
         self.frozen = frozen
 
     def on_train_begin(self, args, state, control, **kwargs):
@@ -309,7 +316,7 @@ class HeadWarmupCallback(TrainerCallback):
             self.metrics_at_end = dict(metrics)
 
     def on_train_end(self, args, state, control, **kwargs):
-        self._apply(self.steps)  # leave the model fully trainable
+        self._apply(self.steps)  # leave trainable what trained before
 
 
 class NewEmbeddingsCallback(TrainerCallback):
@@ -324,15 +331,28 @@ class NewEmbeddingsCallback(TrainerCallback):
     If a head warm-up (a checkpoint without MLM-head weights) runs at the same time, the union trains: the fresh head
     tensors whole, and the new rows. Freezing is a function of the global step, so a resumed run freezes as the
     uninterrupted one did. Must come after the head warm-up's callback, whose unfreezing it then corrects.
+
+    With an adapter, `rows` gives the tensors instead: peft's trainable-token deltas, which hold the new rows alone and
+    train whole (`whole`), and the output bias; "everything" is then what was trainable when the callback was made.
     """
 
-    def __init__(self, model, token_ids: list[int], steps: int, head_warmup: HeadWarmupCallback | None = None):
+    def __init__(
+        self,
+        model,
+        token_ids: list[int],
+        steps: int,
+        head_warmup: HeadWarmupCallback | None = None,
+        rows: dict | None = None,
+        whole: set[str] | None = None,
+    ):
         from .vocab import token_row_parameters
 
         self.model = model
         self.steps = steps
         self.head_warmup = head_warmup
-        self.rows = token_row_parameters(model)  # {name: tensor with one row per token}
+        self.rows = token_row_parameters(model) if rows is None else rows  # {name: tensor with one row per token}
+        self.whole = whole or set()
+        self.trainable = {name for name, param in model.named_parameters() if param.requires_grad}
         self.token_ids = token_ids
         self.phase: tuple[bool, bool] | None = None  # (new rows alone, head warm-up on) as last applied
         self.protected: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}  # name -> (old-row mask, their values)
@@ -351,8 +371,8 @@ class NewEmbeddingsCallback(TrainerCallback):
             for name, param in self.model.named_parameters():
                 param.requires_grad = name in self.rows or name in head_params
             for name, param in self.rows.items():
-                if name in head_params:
-                    continue  # a fresh head tensor trains whole during the head warm-up
+                if name in head_params or name in self.whole:
+                    continue  # a fresh head tensor trains whole during the head warm-up; a delta is all new rows
                 old = torch.ones(param.shape[0], dtype=torch.bool, device=param.device)
                 old[self.token_ids] = False
                 self.protected[name] = (old, param.detach()[old].clone())
@@ -362,7 +382,7 @@ class NewEmbeddingsCallback(TrainerCallback):
                 logger.info("Training the %d new token rows alone for %d steps", len(self.token_ids), self.steps)
         else:
             for name, param in self.model.named_parameters():
-                param.requires_grad = not head or name in head_params
+                param.requires_grad = name in self.trainable and (not head or name in head_params)
             if self.phase is not None and self.phase[0]:
                 logger.info("New token rows trained alone until step %d: training the whole model", global_step)
         self.phase = (alone, head)
@@ -417,9 +437,11 @@ class PretrainTrainer(Trainer):
         self.objective = objective
         self.averager = averager
         self.sampler_lengths = sampler_lengths
-        head = masked_only_head(self.model) if objective == "mlm" and prefer_masked_only_head else None
+        # With an adapter the transformers model inside the peft wrapper gets the head: peft's forward calls it.
+        inner = underlying_model(self.model)
+        head = masked_only_head(inner) if objective == "mlm" and prefer_masked_only_head else None
         self.masked_only = head is not None
-        self.restore_forward = use_masked_only_head(self.model, head) if head is not None else (lambda: None)
+        self.restore_forward = use_masked_only_head(inner, head) if head is not None else (lambda: None)
         # Our loss is a sum divided by the number of labelled tokens in the whole accumulated batch, which the
         # Trainer counts only for models that accept loss kwargs; the result is already scaled for accumulation.
         self.model_accepts_loss_kwargs = True
@@ -591,6 +613,13 @@ def validate_arguments(model_args: ModelArguments, data_args: DataArguments, tra
     if not training_args.output_dir_given:
         raise UsageError("--output_dir is required")
     training_args.check_averaging()
+    training_args.check_adapter()
+    if training_args.uses_adapter and model_args.config_name:
+        raise UsageError("--adapter lora adapts pretrained weights; --config_name builds a randomly initialised model")
+    if training_args.uses_adapter and same_directory(model_args.model_name_or_path, training_args.output_dir):
+        raise UsageError(
+            f"--output_dir {training_args.output_dir}: the base model's directory, which an adapter leaves alone"
+        )
     if data_args.streaming and training_args.max_steps <= 0:
         raise UsageError("--streaming needs --max_steps: a streamed corpus has no known length")
     if not 0 <= data_args.replay_ratio < 1:
@@ -626,6 +655,11 @@ def validate_arguments(model_args: ModelArguments, data_args: DataArguments, tra
         check_output_dir(training_args.output_dir, training_args.overwrite_output_dir, resumable=True)
 
 
+def same_directory(model: str | None, output_dir: str) -> bool:
+    path = resolve_model_path(model) if model else None
+    return bool(path) and os.path.isdir(path) and os.path.realpath(path) == os.path.realpath(output_dir)
+
+
 def run_pretrain(
     model_args: ModelArguments,
     data_args: DataArguments,
@@ -649,6 +683,12 @@ def run_pretrain(
     new_params |= {name for name, _ in model.named_parameters() if name in untrained}
     if added_ids and max(added_ids) >= model.get_input_embeddings().weight.shape[0]:
         raise UsageError(f"{model_args.model_name_or_path}: dontstop_vocab.json names token ids the model lacks")
+    adapter = None
+    if training_args.uses_adapter:
+        from .adapters import add_pretraining_adapter
+
+        adapter = add_pretraining_adapter(model, training_args, objective, new_params, added_ids)
+        model, new_params = adapter.model, adapter.new_params
     max_seq_length = data_args.max_seq_length or min(
         512, tokenizer.model_max_length, getattr(model.config, "max_position_embeddings", 512)
     )
@@ -704,7 +744,9 @@ def run_pretrain(
     new_rows = None
     if model_args.train_new_embeddings_only_steps:
         # After the head warm-up's callback: during an overlap this one decides what trains (see its docstring).
-        new_rows = NewEmbeddingsCallback(model, added_ids, model_args.train_new_embeddings_only_steps, warmup)
+        rows, whole = (adapter.token_rows, adapter.whole_rows) if adapter else (None, None)
+        steps = model_args.train_new_embeddings_only_steps
+        new_rows = NewEmbeddingsCallback(model, added_ids, steps, warmup, rows, whole)
         callbacks.append(new_rows)
     averager = training_args.averager()
     if averager is not None:
@@ -750,13 +792,25 @@ def run_pretrain(
         metrics["averaged"] = pretrain_report(averager, metrics.get("after"), list(eval_sets))
     metrics["history"] = trainer.state.log_history
     metrics["wall_seconds"] = round(time.time() - started, 1)
+    merge = training_args.merge_adapter  # check_adapter made sure it comes with --adapter
+    if adapter is not None:
+        metrics["adapter"] = {**adapter.report, "merged": MERGED_DIR if merge else None}
 
     trainer.restore_forward()
     trainer.save_model(training_args.output_dir)
+    # Directories that stand alone beside the main one: the run's config and metrics, a card with its own weights.
+    extra = {}  # directory -> what the card says of its weights: which average, merged adapter
     averaged_dir = os.path.join(training_args.output_dir, averager.name) if averager and averager.ready else None
     if averaged_dir:
         with averager.swapped_in(trainer.model):
             trainer.save_model(averaged_dir)
+            if merge and trainer.is_world_process_zero():
+                save_merged(trainer.model, tokenizer, os.path.join(averaged_dir, MERGED_DIR))
+                extra[os.path.join(averaged_dir, MERGED_DIR)] = {"weights": averager.name, "merged_adapter": True}
+        extra[averaged_dir] = {"weights": averager.name}
+    if merge and trainer.is_world_process_zero():
+        save_merged(trainer.model, tokenizer, os.path.join(training_args.output_dir, MERGED_DIR))
+        extra[os.path.join(training_args.output_dir, MERGED_DIR)] = {"merged_adapter": True}
     if trainer.is_world_process_zero():
         resolved = {
             "model": asdict(model_args),
@@ -764,18 +818,11 @@ def run_pretrain(
             "masking": asdict(masking_args),
             "training": training_args.to_dict(),
         }
-        write_json(os.path.join(training_args.output_dir, "dontstop_config.json"), resolved)
-        write_json(os.path.join(training_args.output_dir, "metrics.json"), metrics)
-        write_model_card(
-            training_args.output_dir, model_args, data_args, masking_args, training_args, metrics, corpus_stats
-        )
-        if averaged_dir:  # a directory that stands alone: the run's config and metrics, a card with its own losses
-            write_json(os.path.join(averaged_dir, "dontstop_config.json"), resolved)
-            write_json(os.path.join(averaged_dir, "metrics.json"), metrics)
-            card_metrics = {**metrics, "weights": averager.name}
-            write_model_card(
-                averaged_dir, model_args, data_args, masking_args, training_args, card_metrics, corpus_stats
-            )
+        for directory, weights in [(training_args.output_dir, {}), *extra.items()]:
+            card_metrics = {**metrics, **weights}
+            write_json(os.path.join(directory, "dontstop_config.json"), resolved)
+            write_json(os.path.join(directory, "metrics.json"), metrics)
+            write_model_card(directory, model_args, data_args, masking_args, training_args, card_metrics, corpus_stats)
     summarize(metrics)
     return metrics
 
@@ -823,6 +870,10 @@ EXAMPLES = """examples:
   # saved in runs/dapt/ema (or runs/dapt/swa); metrics.json says which had the lower held-out loss
   dontstop pretrain --config dapt.yaml --ema 0.999
   dontstop pretrain --config dapt.yaml --swa_start 0.75 --swa_lr 5e-5
+
+  # LoRA (peft): the pretrained weights stay frozen, the MLM head and any new token rows train; OUTPUT_DIR holds
+  # the adapter (PeftModel.from_pretrained(base, OUTPUT_DIR)), OUTPUT_DIR/merged a plain model
+  dontstop pretrain --config dapt.yaml --adapter lora --lora_r 16 --learning_rate 5e-4 --merge_adapter
 
   # the same from a YAML file, with a CLI override; resume an interrupted run
   dontstop pretrain --config dapt.yaml --learning_rate 5e-5
