@@ -17,7 +17,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
-	HF_HUB_OFFLINE=1 $(BIN)/dontstop demo
+	HF_HUB_OFFLINE=1 $(BIN)/dontstop run
 
 test: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests

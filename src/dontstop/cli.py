@@ -26,7 +26,8 @@ STAGES = {
     "preview": ("dontstop.preview", "show a corpus masked as pretrain would mask it (units, rate, unit lengths)"),
     "finetune": ("dontstop.finetune", "fine-tune a checkpoint on a labelled task over seeds: dev/test mean ± std"),
     "compare": ("dontstop.compare", "compare finetune runs: mean ± std, deltas and Welch's t-test against the first"),
-    "demo": ("dontstop.demo", "run the embedded demo: a short DAPT of MiniLM on committed software text"),
+    "run": ("dontstop.experiment", "an experiment: arms (baseline, DAPT, TAPT, ...) fine-tuned over seeds, a report"),
+    "demo": ("dontstop.demo", "the embedded demo experiment (examples/demo.yaml): the same as `dontstop run`"),
 }
 
 
@@ -47,23 +48,29 @@ def stage_parser(dataclass_types, **kwargs):
     return parser
 
 
+def read_yaml_mapping(path: str, option: str = "", what: str = "keys to values") -> dict:
+    """A YAML file holding a mapping; anything else is a one-line UsageError naming the file (and line)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            values = yaml.safe_load(f) or {}
+    except OSError as e:
+        raise UsageError(f"{option}{path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise UsageError(f"{path}{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(values, dict):
+        raise UsageError(f"{path}: expected a mapping of {what}")
+    return values
+
+
 def parse_with_config(parser, argv: list[str]):
     """Parse `argv` into the parser's dataclasses; `--config` YAML gives defaults that the command line overrides."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--config")
     known, _ = pre.parse_known_args(argv)
     if known.config:
-        try:
-            with open(known.config, encoding="utf-8") as f:
-                values = yaml.safe_load(f) or {}
-        except OSError as e:
-            raise UsageError(f"--config {known.config}: {e.strerror}") from None
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f":{mark.line + 1}" if mark else ""
-            raise UsageError(f"{known.config}{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
-        if not isinstance(values, dict):
-            raise UsageError(f"{known.config}: expected a mapping of option names to values")
+        values = read_yaml_mapping(known.config, "--config ", "option names to values")
         valid = {action.dest for action in parser._actions}
         unknown = sorted(set(values) - valid)
         if unknown:
