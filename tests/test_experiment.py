@@ -212,3 +212,16 @@ def test_a_bad_option_value_fails_before_anything_runs(tiny_bert, tmp_path):
         run_experiment(load_experiment(path, str(out)))
     assert "pretrain tapt" in str(error.value) and "max_steps" in str(error.value)
     assert not out.exists()
+
+
+def test_a_model_directory_is_fingerprinted_by_content_not_by_its_documentation(tmp_path):
+    from dontstop.experiment import file_fingerprint
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text('{"num_hidden_layers": 2}')
+    before = file_fingerprint(str(model))
+    (model / "README.md").write_text("a card")
+    assert file_fingerprint(str(model)) == before  # documentation does not change what the model computes
+    (model / "config.json").write_text('{"num_hidden_layers": 8}')  # the same size, another model
+    assert file_fingerprint(str(model)) != before

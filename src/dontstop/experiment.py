@@ -125,17 +125,18 @@ _FINGERPRINTS: dict[tuple, str] = {}
 
 
 def file_fingerprint(path: str) -> str:
-    """sha256 of a file's bytes (or of a directory's listing of names, sizes and times), memoised per run."""
+    """sha256 of a file's bytes, memoised per run; for a directory (a local model), of every file's name and bytes,
+    documentation (*.md) left out: a model card or a README does not change what the model computes."""
     if isinstance(path, Ref):
         return ref_key(path)
     if not os.path.exists(path):
         return f"missing:{path}"
     if os.path.isdir(path):
-        listing = sorted(
-            (os.path.relpath(os.path.join(d, f), path), os.path.getsize(os.path.join(d, f)))
-            for d, _, files in os.walk(path)
-            for f in files
-        )
+        files = sorted(
+            os.path.relpath(os.path.join(d, f), path) for d, _, names in os.walk(path) for f in names
+            if not f.endswith(".md")
+        )  # fmt: skip
+        listing = [(name, file_fingerprint(os.path.join(path, name))) for name in files]
         return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
     stat = os.stat(path)
     memo = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
@@ -432,8 +433,10 @@ class Planner:
     ) -> Stage:
         """A pretraining stage: the defaults, the budget (dapt/tapt) and the stage's own options, in that order."""
         options = dict(options)
-        budget_name = options.pop("budget", None) or {"domain": "dapt", "general": "dapt"}.get(data, "tapt")
-        budget = self.budgets.get(budget_name, {})
+        # The base stage takes only what base: says; an arm's stage the budget its data implies, unless it names one.
+        default_budget = None if arm == "base" else {"domain": "dapt", "general": "dapt"}.get(data, "tapt")
+        budget_name = options.pop("budget", None) or default_budget
+        budget = self.budgets.get(budget_name, {}) if budget_name else {}
         self.check_options("pretrain", options, where)
         resolved = {**self.pretrain_defaults, **budget, **options}
         inputs = []
