@@ -329,7 +329,7 @@ class Planner:
         self.model: Stage | str = config.get("model") or ""
         if config.get("base"):
             base = self.section("base")
-            self.model = self.pretrain_stage("base", base, data=base.pop("data", "general"), parent=None, where="base")
+            self.model = self.pretrain_stage(None, base, data=base.pop("data", "general"), parent=None, where="base")
         base_eval = self.lm_eval_stage(self.model, "raw", "base")
 
         arms_config = config.get("arms")
@@ -370,6 +370,8 @@ class Planner:
         if weights not in ("raw", "ema", "swa", "merged"):
             raise self.fail(where, f"weights: {weights!r} is not one of raw, ema, swa, merged")
         if chain_spec is None:
+            if kind == "curated-tapt" and not select_overrides.get("curated"):
+                raise self.fail(where, "curated-tapt needs curated: FILE (task-related text you gathered)")
             chain_spec = builtin_chain(kind, select_overrides)
         elif select_overrides:
             raise self.fail(where, "k/size/curated/strategy belong inside the chain's select: stage")
@@ -429,12 +431,13 @@ class Planner:
         return self.add(Stage("select", label, resolved, [self.prepare], inputs + list(options.get("curated") or [])))
 
     def pretrain_stage(
-        self, arm: str, options: dict, data, parent, where: str, selected: Stage | None = None
+        self, arm: str | None, options: dict, data, parent, where: str, selected: Stage | None = None
     ) -> Stage:
-        """A pretraining stage: the defaults, the budget (dapt/tapt) and the stage's own options, in that order."""
+        """A pretraining stage of `arm` (None: the base stage): the defaults, the budget (dapt/tapt) and the stage's
+        own options, in that order."""
         options = dict(options)
         # The base stage takes only what base: says; an arm's stage the budget its data implies, unless it names one.
-        default_budget = None if arm == "base" else {"domain": "dapt", "general": "dapt"}.get(data, "tapt")
+        default_budget = None if arm is None else {"domain": "dapt", "general": "dapt"}.get(data, "tapt")
         budget_name = options.pop("budget", None) or default_budget
         budget = self.budgets.get(budget_name, {}) if budget_name else {}
         self.check_options("pretrain", options, where)
@@ -490,7 +493,7 @@ class Planner:
         label = budget_name if data != "selected" else f"{selected.label.removesuffix('-select')}-{budget_name}"
         if isinstance(parent, Stage) and parent.label != "base":
             label = f"{parent.label.split('.')[0]}+{label}"
-        if arm == "base":
+        if arm is None:
             label = "base"
         elif options:
             label = f"{label}.{arm}"
@@ -534,8 +537,6 @@ class Planner:
 
 
 def builtin_chain(kind: str, select: dict) -> list[dict]:
-    if kind == "curated-tapt" and not select.get("curated"):
-        raise UsageError("curated-tapt needs curated: FILE (task-related text you gathered)")
     dapt = {"pretrain": {"data": "domain", "budget": "dapt"}}
     tapt = {"pretrain": {"data": "task", "budget": "tapt"}}
     tapt_on_selection = {"pretrain": {"data": "selected", "budget": "tapt"}}
