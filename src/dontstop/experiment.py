@@ -684,6 +684,8 @@ def run_stage(stage: Stage, root: str) -> None:
         os.makedirs(out, exist_ok=True)
         (prepare_data if stage.kind == "prepare" else evaluate_lm)(options, out, root)
         return
+    import importlib
+
     from .cli import parse_with_config
 
     if stage.kind == "pretrain":
@@ -692,8 +694,6 @@ def run_stage(stage: Stage, root: str) -> None:
             options.update(resume_from_checkpoint="last")
     if stage.kind == "finetune" and resumable:
         options.update(resume=True, overwrite_output_dir=True)
-    import importlib
-
     module_name, function = STAGE_MODULES[stage.kind]
     module = importlib.import_module(module_name)
     parsed = parse_with_config(module.make_parser(), to_argv({**options, "output_dir": out}, root))
