@@ -79,12 +79,12 @@ UNHASHED = {"data_cache_dir", "preprocessing_num_workers", "overwrite_output_dir
 
 @dataclass(eq=False)
 class Stage:
-    """One unit of cached work. `options` may hold `Ref`s to other stages' outputs; the hash sees their hashes."""
+    """One unit of cached work. `options` may hold `Ref`s to other stages' outputs: they are its dependencies, and
+    the hash sees their hashes."""
 
     kind: str
     label: str
     options: dict
-    parents: list[Stage] = field(default_factory=list)
     inputs: list[str] = field(default_factory=list)  # files whose content the result depends on
     units: float = 1.0  # planned work, for the time estimate (pretrain: steps; finetune: seeds x epochs)
     _key: str | None = None
@@ -154,7 +154,6 @@ class Arm:
     name: str
     description: str
     chain: list[Stage]  # the pretraining chain (select and pretrain stages), in order
-    model: Stage | str  # what is fine-tuned: the chain's last pretrain stage, or the experiment's model
     weights: str  # raw, ema, swa or merged: which of the last pretrain stage's saved weights
     finetune: Stage | None = None
     lm_eval: Stage | None = None
@@ -270,28 +269,25 @@ class Planner:
             )
         self.held = held
 
+        domain = self.paths(corpora["domain"], "corpora.domain")
+        general = self.paths(corpora["general"], "corpora.general") if corpora.get("general") else []
+        self.has_general = bool(general)
         self.prepare = self.add(
             Stage(
                 "prepare",
                 "data",
                 {
-                    "domain": self.paths(corpora["domain"], "corpora.domain"),
-                    "general": self.paths(corpora["general"], "corpora.general") if corpora.get("general") else [],
+                    "domain": domain,
+                    "general": general,
                     "task_train": self.task["train"],
                     "task_dev": self.task["dev"],
                     "text_column": task.get("text_column", "text"),
                     "held_out_documents": int(held["documents"]),
                     "seed": self.seed,
                 },
-                inputs=[
-                    *self.paths(corpora["domain"], "corpora.domain"),
-                    *(self.paths(corpora["general"], "corpora.general") if corpora.get("general") else []),
-                    self.task["train"],
-                    self.task["dev"],
-                ],
+                inputs=[*domain, *general, self.task["train"], self.task["dev"]],
             )
         )
-        self.has_general = bool(corpora.get("general"))
         self.pretrain_defaults = self.section("pretrain")
         self.check_options("pretrain", self.pretrain_defaults, "pretrain")
         self.budgets = self.section("budgets")
@@ -306,12 +302,12 @@ class Planner:
 
         self.mine = None
         if config.get("mine") is not None:
-            options = {"corpus": [Ref(self.prepare, "domain_train.jsonl")]}
+            options = {"corpus": [(Ref(self.prepare, "domain_train.jsonl"), "domain")]}
             if self.has_general:
-                options["against"] = [Ref(self.prepare, "general_train.jsonl")]
+                options["against"] = [(Ref(self.prepare, "general_train.jsonl"), "general")]
             options.update(self.section("mine"))
             self.check_options("mine", options, "mine")
-            self.mine = self.add(Stage("mine", "words", named(options, {"corpus": "domain", "against": "general"})))
+            self.mine = self.add(Stage("mine", "words", options))
 
         inspect = None
         if config.get("inspect", {}) is not False:
@@ -323,7 +319,7 @@ class Planner:
                 **self.section("inspect"),
             }
             self.check_options("inspect", options, "inspect")
-            inspect = self.add(Stage("inspect", "overlap", options, [self.prepare]))
+            inspect = self.add(Stage("inspect", "overlap", options))
 
         # The starting model: as given, or pretrained first (a Chinese BERT from a config, say).
         self.model: Stage | str = config.get("model") or ""
@@ -403,7 +399,7 @@ class Planner:
             changes += [f"the {weights} weights"] if weights != "raw" else []
             description = BUILTIN_ARMS.get(kind) or describe_chain(chain)
             description += f" ({', '.join(changes)})" if changes else ""
-        arm = Arm(name, description, chain, model, weights)
+        arm = Arm(name, description, chain, weights)
         arm.finetune = self.finetune_stage(name, final, finetune_overrides)
         arm.lm_eval = self.lm_eval_stage(model, weights, name) if isinstance(model, Stage) else None
         return arm
@@ -427,8 +423,8 @@ class Planner:
             resolved.setdefault("text_column", self.task_columns["text_column"])
         strategy = resolved.get("strategy", "knn")
         label = f"{'curated' if strategy == 'random' and resolved.get('size') == 0 else strategy}-select"
-        inputs = [self.task["train"], self.task["dev"], *([self.task["test"]] if "test" in self.task else [])]
-        return self.add(Stage("select", label, resolved, [self.prepare], inputs + list(options.get("curated") or [])))
+        inputs = [*self.task.values(), *(options.get("curated") or [])]
+        return self.add(Stage("select", label, resolved, inputs))
 
     def pretrain_stage(
         self, arm: str | None, options: dict, data, parent, where: str, selected: Stage | None = None
@@ -498,11 +494,7 @@ class Planner:
         elif options:
             label = f"{label}.{arm}"
         label = arm_label(label)
-        parents = [s for s in (self.prepare, selected, self.mine) if s is not None]
-        parents += [parent] if isinstance(parent, Stage) else []
-        stage = Stage("pretrain", label, resolved, parents, inputs)
-        stage.units = planned_steps(resolved)
-        return self.add(stage)
+        return self.add(Stage("pretrain", label, resolved, inputs, units=planned_steps(resolved)))
 
     def finetune_stage(self, arm: str, model, overrides: dict) -> Stage:
         options = {**self.finetune_defaults, **self.task_columns, **overrides}
@@ -513,16 +505,10 @@ class Planner:
         )
         if "test" in self.task:
             options["test_file"] = self.task["test"]
-        inputs = [self.task["train"], self.task["dev"], *([self.task["test"]] if "test" in self.task else [])]
-        if isinstance(model, str) and os.path.isdir(model):
-            inputs.append(model)
-        parents = [model.stage if isinstance(model, Ref) else model] if not isinstance(model, str) else []
-        stage = Stage("finetune", arm_label(arm), options, parents, inputs)
+        inputs = [*self.task.values(), *([model] if isinstance(model, str) and os.path.isdir(model) else [])]
         seeds = str(options.get("seeds", 5))
-        stage.units = (int(seeds) if seeds.isdigit() else len(seeds.split(","))) * float(
-            options.get("num_train_epochs", 10)
-        )
-        return self.add(stage)
+        units = (int(seeds) if seeds.isdigit() else len(seeds.split(","))) * float(options.get("num_train_epochs", 10))
+        return self.add(Stage("finetune", arm_label(arm), options, inputs, units=units))
 
     def lm_eval_stage(self, model, weights: str, label: str) -> Stage:
         options = {
@@ -532,8 +518,7 @@ class Planner:
             **{k: self.held[k] for k in ("eval_blocks", "max_seq_length", "batch_size", "head_warmup_steps")},
             "seed": self.seed,
         }
-        parents = [self.prepare] + ([model] if isinstance(model, Stage) else [])
-        return self.add(Stage("lm-eval", arm_label(label), options, parents))
+        return self.add(Stage("lm-eval", arm_label(label), options))
 
 
 def builtin_chain(kind: str, select: dict) -> list[dict]:
@@ -558,15 +543,6 @@ def describe_chain(chain: list[Stage]) -> str:
 
 def arm_label(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_+." else "_" for c in name)
-
-
-def named(options: dict, names: dict) -> dict:
-    """Turn the list options in `names` into NAME=PATH specs (Refs kept as (Ref, name) pairs)."""
-    out = dict(options)
-    for key, name in names.items():
-        if key in out:
-            out[key] = [(v, name) if isinstance(v, Ref) else v for v in out[key]]
-    return out
 
 
 def planned_steps(options: dict) -> float:
@@ -660,12 +636,8 @@ def clock(seconds: float) -> str:
 
 
 def finished(stage: Stage, root: str) -> dict | None:
-    path = os.path.join(stage.directory(root), MARKER)
-    try:
-        with open(path, encoding="utf-8") as f:
-            marker = json.load(f)
-    except (OSError, json.JSONDecodeError):
-        return None
+    """The stage's marker, if it finished with these exact inputs and settings."""
+    marker = load_json(os.path.join(stage.directory(root), MARKER))
     return marker if marker.get("key") == stage.key else None
 
 
@@ -800,39 +772,40 @@ def prepare_data(options: dict, out: str, root: str) -> None:
 
     from .corpus import iter_corpus_batches
 
-    def write(name: str, texts) -> int:
-        count = 0
-        tmp = os.path.join(out, f".{name}.tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            for text in texts:
-                f.write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
-                count += 1
-        os.replace(tmp, os.path.join(out, name))
-        return count
-
     def texts_of(paths: list[str], column: str = "text"):
         for path in paths:
             for batch in iter_corpus_batches(path, column, (), 4096, check=False):
                 yield from (t for t in batch[column] if t and t.strip())
+
+    def write(texts, name: str, held_name: str | None = None, held=frozenset(), total=None) -> dict[str, int]:
+        """Write `texts` into NAME.jsonl, those numbered in `held` into HELD_NAME.jsonl instead, in one pass."""
+        names = [name] + ([held_name] if held_name else [])
+        counts = dict.fromkeys(names, 0)
+        files = {n: open(os.path.join(out, f".{n}.tmp"), "w", encoding="utf-8") for n in names}
+        try:
+            for i, text in enumerate(tqdm(texts, total=total, desc=f"writing {name}", unit="doc", leave=False)):
+                target = held_name if i in held else name
+                files[target].write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
+                counts[target] += 1
+        finally:
+            for f in files.values():
+                f.close()
+        for n in names:
+            os.replace(os.path.join(out, f".{n}.tmp"), os.path.join(out, f"{n}.jsonl"))
+        return counts
 
     counts = {}
     for corpus in ("domain", "general"):
         paths = options[corpus]
         if not paths:
             continue
-        total = sum(1 for _ in texts_of(paths))
+        total = sum(1 for _ in texts_of(paths))  # a first pass only counts, so the draw is uniform
         n = min(options["held_out_documents"], total // 10)
         held = set(random.Random(options["seed"]).sample(range(total), n))
-        bar = tqdm(total=total, desc=f"splitting {corpus}", unit="doc", leave=False)
-        train = (t for i, t in enumerate(texts_of(paths)) if i not in held and not bar.update(1))
-        counts[f"{corpus}_train"] = write(f"{corpus}_train.jsonl", train)
-        counts[f"{corpus}_heldout"] = write(
-            f"{corpus}_heldout.jsonl", (t for i, t in enumerate(texts_of(paths)) if i in held)
-        )
-        bar.close()
+        counts.update(write(texts_of(paths), f"{corpus}_train", f"{corpus}_heldout", held, total))
     column = options["text_column"]
-    counts["task_train"] = write("task_train.jsonl", texts_of([options["task_train"]], column))
-    counts["task_dev"] = write("task_dev.jsonl", texts_of([options["task_dev"]], column))
+    counts.update(write(texts_of([options["task_train"]], column), "task_train"))
+    counts.update(write(texts_of([options["task_dev"]], column), "task_dev"))
     write_json(os.path.join(out, "counts.json"), counts)
 
 
