@@ -4,7 +4,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean-venv
+.PHONY: demo test test-fast lint bench clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q tests
+
+# The inner loop: everything but the tests marked slow (multi-process runs, whole experiments).
+test-fast: $(VENV)/.installed
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow" tests
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests benchmarks

@@ -98,7 +98,7 @@ def run_hf(cfg: dict, work: str, callback):
         set_seed,
     )
 
-    from dontstop.outputs import resolve_model_path
+    from dontstop.models import resolve_model_path
     from dontstop.pretrain import PretrainingArguments
 
     path, block = resolve_model_path(MODEL), cfg["seq_len"]

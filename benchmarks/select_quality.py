@@ -53,7 +53,7 @@ def run(args, task_dir: str, k: int, strategy: str, output_dir: str) -> dict:
         output_dir=output_dir,
     )
     started = time.perf_counter()
-    report = run_select(select_args)
+    report = run_select(select_args).to_dict()
     report["wall_s"] = time.perf_counter() - started
     with open(os.path.join(output_dir, "selected.jsonl"), encoding="utf-8") as f:
         report["debian_sections"] = [r["section"] for r in map(json.loads, f) if r.get("pool") == "debian"]

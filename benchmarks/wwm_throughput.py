@@ -163,7 +163,7 @@ def main(argv: list[str]) -> int:
     import transformers
     from transformers import AutoTokenizer
 
-    from dontstop.outputs import resolve_model_path
+    from dontstop.models import resolve_model_path
 
     opts = make_parser().parse_args(argv)
     torch.set_num_threads(1)

@@ -11,10 +11,9 @@ import os
 import pytest
 import torch
 from conftest import WORDS, pretrain_args, synthetic_documents, write_jsonl
+from helpers import domain_corpus, extend, finetune_args, pretrain, separable_task, with_random_head, write_rows
 from peft import AutoPeftModel, PeftModel
 from safetensors.torch import load_file
-from test_finetune import finetune_args, separable_task, write_rows
-from test_vocab import domain_corpus, extend, with_random_head
 from transformers import (
     AutoModelForCausalLM,
     AutoModelForMaskedLM,
@@ -25,27 +24,13 @@ from transformers import (
 
 from dontstop.adapters import (
     AdapterArguments,
-    DomainAdapter,
     add_pretraining_adapter,
     default_target_modules,
-    merge_domain_adapter,
     merged_copy,
     underlying_model,
 )
 from dontstop.cli import main
-
-
-def parse(argv):
-    from dontstop.cli import parse_with_config
-    from dontstop.pretrain import make_parser
-
-    return parse_with_config(make_parser(), argv)
-
-
-def pretrain(*argv, callbacks=None) -> dict:
-    from dontstop.pretrain import run_pretrain
-
-    return run_pretrain(*parse(list(argv)), callbacks=callbacks)
+from dontstop.models import DomainAdapter, merge_domain_adapter
 
 
 def file_hashes(directory) -> dict[str, str]:
@@ -345,7 +330,7 @@ def task_files(tmp_path):
 def test_finetune_stacks_a_task_adapter_on_the_domain_adapter(
     domain_run, tiny_bert, task_files, tmp_path, monkeypatch
 ):
-    import dontstop.finetune as finetune
+    import dontstop.finetune.pipeline as finetune
 
     domain, *_ = domain_run
     before = file_hashes(domain)

@@ -10,8 +10,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from conftest import pretrain_args, synthetic_documents, write_jsonl
-from safetensors.torch import load_file
-from test_finetune import finetune_args, run_cli, separable_task, write_rows
+from helpers import finetune_args, pretrain, run_cli, separable_task, weights, write_rows
 from transformers import AutoModelForMaskedLM, AutoTokenizer, TrainerCallback
 
 from dontstop.averaging import SWACallback, parse_swa_start
@@ -25,23 +24,6 @@ def task(tmp_path):
         "train": write_rows(tmp_path / "train.jsonl", separable_task(64, 0)),
         "dev": write_rows(tmp_path / "dev.jsonl", separable_task(24, 1)),
     }
-
-
-def parse(argv):
-    from dontstop.cli import parse_with_config
-    from dontstop.pretrain import make_parser
-
-    return parse_with_config(make_parser(), argv)
-
-
-def pretrain(*argv, callbacks=None) -> dict:
-    from dontstop.pretrain import run_pretrain
-
-    return run_pretrain(*parse(list(argv)), callbacks=callbacks)
-
-
-def weights(directory) -> dict[str, torch.Tensor]:
-    return load_file(os.path.join(directory, "model.safetensors"))
 
 
 class Recorder(TrainerCallback):

@@ -39,8 +39,7 @@ def test_unknown_stage_is_an_error(capsys):
 
 
 def test_yaml_config_with_command_line_overrides(tiny_bert, corpus, tmp_path):
-    from dontstop.cli import parse_with_config
-    from dontstop.pretrain import make_parser
+    from dontstop.config import make_parser, parse_with_config
 
     config = tmp_path / "run.yaml"
     config.write_text(
@@ -48,7 +47,7 @@ def test_yaml_config_with_command_line_overrides(tiny_bert, corpus, tmp_path):
         "learning_rate: 3.0e-4\nmax_steps: 7\nmlm_probability: 0.2\n"
     )
     model_args, data_args, masking_args, training_args = parse_with_config(
-        make_parser(), ["--config", str(config), "--max_steps", "9"]
+        make_parser("pretrain"), ["--config", str(config), "--max_steps", "9"]
     )
     assert model_args.model_name_or_path == tiny_bert
     assert data_args.train_file == [corpus]
@@ -58,13 +57,12 @@ def test_yaml_config_with_command_line_overrides(tiny_bert, corpus, tmp_path):
 
 
 def test_train_file_repeats_and_lists(tiny_bert, corpus, tmp_path):
-    from dontstop.cli import parse_with_config
-    from dontstop.pretrain import make_parser
+    from dontstop.config import make_parser, parse_with_config
 
     other = write_jsonl(tmp_path / "b.jsonl", ["x y z"])
-    _, data_args, _, _ = parse_with_config(make_parser(), ["--train_file", corpus, "--train_file", other])
+    _, data_args, _, _ = parse_with_config(make_parser("pretrain"), ["--train_file", corpus, "--train_file", other])
     assert data_args.train_file == [corpus, other]
-    _, data_args, _, _ = parse_with_config(make_parser(), ["--train_file", corpus, other])
+    _, data_args, _, _ = parse_with_config(make_parser("pretrain"), ["--train_file", corpus, other])
     assert data_args.train_file == [corpus, other]
 
 

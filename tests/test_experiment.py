@@ -10,7 +10,7 @@ import re
 import pytest
 import yaml
 from conftest import synthetic_documents, write_jsonl
-from test_finetune import separable_task, write_rows
+from helpers import separable_task, write_rows
 
 from dontstop.errors import UsageError
 from dontstop.experiment import MARKER, load_experiment, run_experiment
@@ -49,6 +49,7 @@ def ran_stages(summary: dict) -> set[str]:
     return {f"{s['kind']} {s['label']}" for s in summary["stages_run"]}
 
 
+@pytest.mark.slow
 def test_tiny_experiment_runs_end_to_end_then_caches_and_reruns_only_what_changed(tiny_bert, tmp_path):
     path = experiment_yaml(tmp_path, tiny_bert)
     out = str(tmp_path / "runs" / "tiny")
@@ -116,8 +117,9 @@ def test_tiny_experiment_runs_end_to_end_then_caches_and_reruns_only_what_change
     assert ran_stages(fourth) == {"pretrain tapt", "lm-eval tapt", "finetune tapt"}
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_finished_seeds_and_redoes_unfinished_stages(tiny_bert, tmp_path, monkeypatch):
-    import dontstop.experiment as experiment
+    import dontstop.experiment.runner as experiment
 
     path = experiment_yaml(tmp_path, tiny_bert, arms=["baseline"], inspect=False)
     out = str(tmp_path / "run")
@@ -136,11 +138,9 @@ def test_interrupted_run_resumes_finished_seeds_and_redoes_unfinished_stages(tin
     assert not os.path.exists(os.path.join(finetune, MARKER))
     # A half-done fine-tuning: seed 42 finished (as `dontstop finetune` leaves it), seed 43 not.
     monkeypatch.setattr(experiment, "run_stage", real)
-    from dontstop.cli import main
+    from dontstop.finetune import run_finetune
 
-    options = plan.arms[0].finetune.options
-    argv = experiment.to_argv({**options, "seeds": "42", "output_dir": finetune}, out)
-    assert main(["finetune", *argv]) == 0
+    run_finetune(*plan.arms[0].finetune.arguments(out, seeds="42"))
     first = json.load(open(os.path.join(finetune, "seed-42", "result.json")))
     summary = run_experiment(load_experiment(path, out))
     assert ran_stages(summary) == {"finetune baseline"}
@@ -215,7 +215,7 @@ def test_a_bad_option_value_fails_before_anything_runs(tiny_bert, tmp_path):
 
 
 def test_a_model_directory_is_fingerprinted_by_content_not_by_its_documentation(tmp_path):
-    from dontstop.experiment import file_fingerprint
+    from dontstop.fingerprint import content_hash as file_fingerprint
 
     model = tmp_path / "model"
     model.mkdir()

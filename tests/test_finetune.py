@@ -9,27 +9,9 @@ import numpy as np
 import pytest
 import torch
 from conftest import WORDS
+from helpers import finetune_args, run_cli, separable_task, write_rows
 
 from dontstop.errors import UsageError
-
-# Two classes a tiny model separates in a few epochs: each text draws its words from one half of the vocabulary.
-HALVES = {"system": WORDS[:20], "network": WORDS[24:44]}
-
-
-def separable_task(n: int, seed: int) -> list[dict]:
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        label = ("system", "network")[i % 2]
-        rows.append({"text": " ".join(rng.choices(HALVES[label], k=rng.randint(4, 10))), "label": label})
-    return rows
-
-
-def write_rows(path, rows) -> str:
-    with open(path, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
-    return str(path)
 
 
 @pytest.fixture
@@ -39,37 +21,6 @@ def task_files(tmp_path):
         "dev": write_rows(tmp_path / "dev.jsonl", separable_task(24, 1)),
         "test": write_rows(tmp_path / "test.jsonl", separable_task(40, 2)),
     }
-
-
-def finetune_args(model, files, output_dir, *extra):
-    return [
-        "--model_name_or_path",
-        model,
-        "--train_file",
-        files["train"],
-        "--validation_file",
-        files["dev"],
-        *(["--test_file", files["test"]] if "test" in files else []),
-        "--output_dir",
-        str(output_dir),
-        "--max_seq_length",
-        "32",
-        "--learning_rate",
-        "3e-3",
-        "--num_train_epochs",
-        "4",
-        "--per_device_train_batch_size",
-        "8",
-        "--disable_tqdm",
-        "true",
-        *extra,
-    ]
-
-
-def run_cli(*args) -> int:
-    from dontstop.cli import main
-
-    return main(["finetune", *args])
 
 
 def test_tiny_model_learns_separable_task_and_writes_outputs(tiny_bert, task_files, tmp_path):
@@ -134,7 +85,7 @@ def test_few_shot_train_limit_is_stratified(tiny_bert, task_files, tmp_path):
 
 
 def test_fgm_perturbs_along_the_gradient_and_restores_exactly():
-    from dontstop.adversarial import FGM
+    from dontstop.finetune.methods import FGM
 
     torch.manual_seed(0)
     embeddings = torch.nn.Embedding(10, 4)

@@ -17,7 +17,8 @@ from transformers import (
     XLMRobertaConfig,
 )
 
-from dontstop.heads import MLM_HEADS, infer_objective, masked_lm_loss_sum, use_masked_only_head
+from dontstop.heads import MLM_HEADS, masked_lm_loss_sum, use_masked_only_head
+from dontstop.models import infer_objective
 
 VOCAB = 97
 COMMON = dict(

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from dontstop.cli import main
-from dontstop.mine import MineArguments, chinese_codes, run_mine
+from dontstop.mine import MineArguments, run_mine
+from dontstop.mine.codes import chinese_codes
 from dontstop.ngrams import NgramCounts, count_shard, hash_rows
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")

@@ -4,26 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import pytest
 import torch
 from conftest import pretrain_args, synthetic_documents, write_jsonl
-from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, TrainerCallback, pipeline
+from helpers import StopAt, parse, weights
+from helpers import pretrain_cli as run
+from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, pipeline
 
 from dontstop.cli import main
 from dontstop.pretrain import derived_head_warmup_steps, run_pretrain
-
-
-def weights(directory):
-    return load_file(os.path.join(directory, "model.safetensors"))
-
-
-def run(*args) -> dict:
-    assert main(["pretrain", *args]) == 0
-    output_dir = args[args.index("--output_dir") + 1]
-    with open(os.path.join(output_dir, "metrics.json")) as f:
-        return json.load(f)
 
 
 def test_end_to_end_mlm_run_learns_and_writes_a_loadable_model(tiny_bert, corpus, tmp_path):
@@ -93,8 +84,13 @@ def test_causal_lm_run(tiny_gpt2, corpus, tmp_path):
 
 
 def test_objective_can_be_forced(tiny_roberta, corpus, tmp_path):
+    # A checkpoint whose config names a causal-LM architecture: without the flag its objective is inferred as clm.
+    causal = tmp_path / "roberta-says-causal"
+    shutil.copytree(tiny_roberta, causal)
+    config = json.loads((causal / "config.json").read_text())
+    (causal / "config.json").write_text(json.dumps({**config, "architectures": ["RobertaForCausalLM"]}))
     out = str(tmp_path / "out")
-    metrics = run(*pretrain_args(tiny_roberta, corpus, out, "--max_steps", "4", "--objective", "mlm"))
+    metrics = run(*pretrain_args(str(causal), corpus, out, "--max_steps", "4", "--objective", "mlm"))
     assert metrics["objective"] == "mlm"
 
 
@@ -126,24 +122,6 @@ def test_streaming_run_needs_max_steps_and_trains(tiny_bert, corpus, tmp_path):
     )
     assert max(e.get("step", 0) for e in metrics["history"]) == 12
     assert metrics["after"]["eval_validation_loss"] < metrics["before"]["eval_validation_loss"]
-
-
-class StopAt(TrainerCallback):
-    """Interrupt training after the given step (after its checkpoint is written)."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            control.should_training_stop = True
-
-
-def parse(argv):
-    from dontstop.cli import parse_with_config
-    from dontstop.pretrain import make_parser
-
-    return parse_with_config(make_parser(), argv)
 
 
 def test_resume_continues_exactly(tiny_bert, corpus, tmp_path):

@@ -3,7 +3,6 @@ examples each epoch, cycling of a small general corpus, masks and resume, bad in
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 
@@ -11,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 from conftest import pretrain_args, synthetic_documents, write_jsonl
-from test_pretrain import StopAt, parse, weights
+from helpers import StopAt, parse, weights
+from helpers import pretrain_cli as run
 from transformers import AutoTokenizer
 
 from dontstop.cli import main
@@ -133,12 +133,6 @@ def test_line_by_line_balances_tokens_and_keeps_batches_grouped_by_length(tokeni
     window = batch * 50
     for start in range(0, len(order) - window + 1, window):  # and every window of 50 batches keeps its share
         assert abs(general_share(mix, order[start : start + window]) - 0.3) < 0.05
-
-
-def run(*args) -> dict:
-    assert main(["pretrain", *args]) == 0
-    with open(os.path.join(args[args.index("--output_dir") + 1], "metrics.json")) as f:
-        return json.load(f)
 
 
 @pytest.fixture

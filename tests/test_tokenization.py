@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from transformers import AutoTokenizer
@@ -103,3 +105,18 @@ def test_cache_misses_when_the_file_changes(tiny_bert, corpus):
         f.write('{"text": "one more document"}\n')
     after = tokenize_corpus(corpus, tokenizer)
     assert after.num_documents == before.num_documents + 1
+
+
+def test_cache_never_serves_a_file_rewritten_with_the_same_size_and_time(tiny_bert, tmp_path):
+    """The cache keys on the file's content: the same size and modification time do not make it the same file."""
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    path = tmp_path / "corpus.txt"
+    path.write_text("the kernel module loads\n")
+    stat = os.stat(path)
+    before = tokenize_corpus(str(path), tokenizer)
+    path.write_text("the daemon reads config\n")  # as many bytes
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert os.stat(path).st_size == stat.st_size and os.stat(path).st_mtime_ns == stat.st_mtime_ns
+    after = tokenize_corpus(str(path), tokenizer)
+    assert after.ids.tolist() == tokenizer("the daemon reads config", add_special_tokens=False)["input_ids"]
+    assert after.ids.tolist() != before.ids.tolist()

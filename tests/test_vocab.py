@@ -8,54 +8,14 @@ import os
 
 import pytest
 import torch
-from conftest import pretrain_args, synthetic_documents, write_jsonl
+from conftest import pretrain_args
+from helpers import domain_corpus, extend, parse, with_random_head, write_words
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer, TrainerCallback
 
 from dontstop.cli import main
 from dontstop.vocab import VOCAB_FILE, read_words
 
 HEADER = "word\tfreq\tcohesion\tleft_entropy\tright_entropy\tscore\tdomain_ratio\tin_base_dict"
-# As `dontstop mine` writes them, best first: new words, a word the tiny tokenizers already hold as one token, a
-# duplicate (for lower-casing tokenizers), a phrase, a Chinese word and a single Han character (one token in BERT).
-ROWS = [
-    "foobar\t40\t3.1\t2.0\t2.2\t9.5\t12.0\t0",
-    "kernel\t90\t\t\t\t9.0\t\t1",
-    "kernelspace\t30\t2.5\t1.9\t1.7\t8.0\t9.5\t0",
-    "Foobar\t12\t3.0\t1.0\t1.0\t7.0\t4.0\t0",
-    "machine learning\t9\t2.0\t1.5\t1.5\t6.0\t3.0\t0",
-    "北京大学\t8\t4.0\t1.2\t1.3\t5.0\t8.0\t0",
-    "北\t8\t\t\t\t4.0\t\t1",
-]
-
-
-def write_words(path, rows=ROWS, header=HEADER) -> str:
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join([header, *rows]) + "\n")
-    return str(path)
-
-
-def extend(model: str, out, *extra: str, words=None) -> dict:
-    words = words or write_words(os.path.join(os.path.dirname(str(out)), f"{os.path.basename(str(out))}.tsv"))
-    argv = ["vocab", "extend", "--model_name_or_path", model, "--words", words, "--output_dir", str(out), *extra]
-    assert main(argv) == 0
-    with open(os.path.join(out, VOCAB_FILE), encoding="utf-8") as f:
-        return json.load(f)
-
-
-def with_random_head(source: str, target, untie: bool = False) -> str:
-    """A copy of `source` whose output bias (and, untied, output embeddings) are random, not the zeros and tied
-    rows of a fresh model: a mean over them then shows which rows it was taken from."""
-    model = AutoModelForMaskedLM.from_pretrained(source, tie_word_embeddings=not untie)
-    head = model.get_output_embeddings()
-    torch.manual_seed(1)
-    with torch.no_grad():
-        if untie:
-            head.weight.normal_()
-            head.bias = model.cls.predictions.bias  # the bias stays one tensor, as in a tied BERT
-        head.bias.normal_()
-    model.save_pretrained(str(target))
-    AutoTokenizer.from_pretrained(source).save_pretrained(str(target))
-    return str(target)
 
 
 @pytest.fixture(scope="module")
@@ -273,12 +233,6 @@ def test_bad_arguments(tiny_bert, tmp_path, capsys):
     assert exit_info.value.code == 0 and "dontstop vocab extend" in capsys.readouterr().out
 
 
-def domain_corpus(path) -> str:
-    """Documents in which the new words occur, so their input rows receive gradients."""
-    docs = [f"{doc} the foobar reads kernelspace." for doc in synthetic_documents(120, seed=3)]
-    return write_jsonl(path, docs)
-
-
 class Snapshot(TrainerCallback):
     """The model's parameters, and Adam's first moment of its input embeddings, at the end of the given step."""
 
@@ -290,13 +244,6 @@ class Snapshot(TrainerCallback):
         if state.global_step == self.step:
             self.params = {name: p.detach().clone() for name, p in model.named_parameters()}
             self.embedding_moments = optimizer.state[model.get_input_embeddings().weight]["exp_avg"].clone()
-
-
-def parse(argv):
-    from dontstop.cli import parse_with_config
-    from dontstop.pretrain import make_parser
-
-    return parse_with_config(make_parser(), argv)
 
 
 def test_pretrain_trains_the_new_rows_alone_first(extended, tmp_path):

@@ -38,7 +38,6 @@ several active adapters with their own modules to save.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -46,12 +45,9 @@ from dataclasses import dataclass, field
 import torch
 
 from .errors import UsageError
-from .outputs import resolve_model_path
+from .models import keep_output_bias
 
 logger = logging.getLogger(__name__)
-
-ADAPTER_CONFIG = "adapter_config.json"
-MERGED_DIR = "merged"
 
 # What peft's own TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING lacks among the masked LMs `heads.py` serves.
 ADDED_TARGET_MODULES = {
@@ -94,7 +90,8 @@ class AdapterArguments:
         default=False,
         metadata={
             "help": "Also save the adapter merged into its base as a plain model: OUTPUT_DIR/merged in pretrain, "
-            "seed-S/model/merged in finetune (with --keep_models)."
+            "seed-S/model/merged in finetune (with --keep_models).",
+            "fingerprint": "run",
         },
     )
 
@@ -414,89 +411,3 @@ def save_merged(peft_model, tokenizer, directory: str) -> None:
     if tokenizer is not None:
         tokenizer.save_pretrained(directory)
     del merged
-
-
-@dataclass
-class DomainAdapter:
-    """An adapter directory given as a model: where it is and the base model it adapts."""
-
-    path: str
-    base: str
-
-
-def read_adapter(path: str) -> DomainAdapter | None:
-    """The adapter in directory `path`, or None when `path` is not an adapter directory."""
-    if not os.path.isfile(os.path.join(path, ADAPTER_CONFIG)):
-        return None
-    with open(os.path.join(path, ADAPTER_CONFIG), encoding="utf-8") as f:
-        config = json.load(f)
-    if config.get("peft_type") != "LORA":
-        raise UsageError(f"{path}: a {config.get('peft_type')} adapter; only LoRA adapters can be merged here")
-    base = config.get("base_model_name_or_path")
-    # `dontstop pretrain` records a pkg:NAME base resolved; if that install moved, the name still finds it.
-    recorded = os.path.join(path, "dontstop_config.json")
-    if base and not os.path.exists(base) and os.path.isfile(recorded):
-        with open(recorded, encoding="utf-8") as f:
-            spec = json.load(f).get("model", {}).get("model_name_or_path") or ""
-        if spec.startswith("pkg:"):
-            base = resolve_model_path(spec)
-    if not base:
-        raise UsageError(f"{path}/{ADAPTER_CONFIG} names no base model (base_model_name_or_path)")
-    return DomainAdapter(path, resolve_model_path(base))
-
-
-def merge_domain_adapter(model, domain: DomainAdapter):
-    """`model` (loaded from the domain adapter's base, any head) with the domain adapter merged into its weights.
-    Only the parts that exist in `model` apply: an MLM head's modules and output bias do not exist in a classifier."""
-    from peft import PeftConfig, PeftModel
-
-    keep_output_bias()
-    config = PeftConfig.from_pretrained(domain.path)
-    config.modules_to_save, config.task_type = None, None  # merged at once: no head of its own, no task wrapper
-    try:
-        wrapped = PeftModel.from_pretrained(model, domain.path, config=config)
-    except (OSError, ValueError, RuntimeError) as e:
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UsageError(f"cannot apply the adapter {domain.path!r} to {domain.base!r}: {first_line}") from None
-    return wrapped.merge_and_unload().requires_grad_(True)  # peft froze the base; what comes next decides
-
-
-def keep_output_bias() -> None:
-    """Make peft's trainable-token layer keep an output layer's bias (huggingface/peft#3649, open in peft 0.21).
-
-    For a tied output layer with a bias (the MLM heads of BERT, RoBERTa, DistilBERT) peft computes the new rows' logits
-    as `F.linear(x, W)`, dropping the bias, until the adapter is merged. The fix adds the bias back in that one path.
-    It is applied only when a probe shows the installed peft has the bug, so a fixed peft is left alone. A process
-    that loads such an adapter (new token rows on a head with an output bias) without importing dontstop needs a
-    fixed peft, or the merged model.
-    """
-    from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
-
-    if getattr(TrainableTokensLayer, "_dontstop_keeps_bias", None) is not None:
-        return
-    with torch.random.fork_rng(devices=[]):  # the probe's initialisation must not shift the run's random numbers
-        probe = TrainableTokensLayer(torch.nn.Linear(2, 3), "probe")
-    probe.update_layer("probe", token_indices=[0])
-    with torch.no_grad():
-        torch.nn.init.ones_(probe.base_layer.bias)
-        inputs = torch.ones(1, 2)
-        fixed = torch.equal(probe(inputs), probe.base_layer(inputs))
-    TrainableTokensLayer._dontstop_keeps_bias = fixed
-    if fixed:
-        return
-    unpatched = TrainableTokensLayer.forward_adapters
-
-    def forward_adapters(self, x, active_adapters, *args, **kwargs):
-        result = unpatched(self, x, active_adapters, *args, **kwargs)
-        layer = self.base_layer
-        dropped = (
-            isinstance(layer, torch.nn.Linear)
-            and layer.bias is not None
-            and active_adapters
-            and not self.disable_adapters
-            and not self.merged
-        )
-        return result + layer.bias if dropped else result
-
-    TrainableTokensLayer.forward_adapters = forward_adapters
-    logger.debug("peft drops an output layer's bias beside trainable tokens (huggingface/peft#3649): fixed here")

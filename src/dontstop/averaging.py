@@ -43,6 +43,7 @@ import torch
 from transformers import TrainerCallback
 
 from .errors import UsageError
+from .records import eval_name
 
 logger = logging.getLogger(__name__)
 
@@ -351,7 +352,7 @@ def pretrain_report(averager: WeightAverage, after: dict | None, held_out: list[
     if averager.restored is not None:
         record["restored_on_resume"] = averager.restored
     compared = "validation" if "validation" in held_out else (held_out[0] if held_out else None)
-    key = f"eval_{compared}_loss"
+    key = eval_name(compared) if compared else None
     better = None
     if key in averaged:
         better = averager.name if averaged[key] < after[key] else "raw"

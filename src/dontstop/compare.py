@@ -24,6 +24,7 @@ import statistics
 from dataclasses import dataclass
 
 from .errors import UsageError
+from .records import FinetuneResults
 from .scoring import aggregate, mean_std_percent
 
 logger = logging.getLogger(__name__)
@@ -36,13 +37,13 @@ METHOD = "Welch's t-test over seeds (two-sided, unequal variances; seeds are not
 class Run:
     name: str
     dir: str
-    results: dict
+    results: FinetuneResults
 
     def values(self, split: str, metric: str) -> list[float]:
-        return [float(seed[split][metric]) for seed in self.results["seeds"]]
+        return self.results.values(split, metric)
 
     def has_split(self, split: str) -> bool:
-        return all(isinstance(seed.get(split), dict) for seed in self.results["seeds"])
+        return self.results.has_split(split)
 
 
 def load_run(spec: str) -> Run:
@@ -50,23 +51,12 @@ def load_run(spec: str) -> Run:
     name, sep, path = spec.partition("=")
     if not (sep and name and not os.path.isdir(spec)):
         name, path = os.path.basename(os.path.normpath(spec)), spec
-    file = os.path.join(path, "results.json")
-    try:
-        with open(file, encoding="utf-8") as f:
-            results = json.load(f)
-    except FileNotFoundError:
-        raise UsageError(f"{file}: no such file (is {path} an output directory of dontstop finetune?)") from None
-    except json.JSONDecodeError as e:
-        raise UsageError(f"{file}:{e.lineno}: invalid JSON ({e.msg})") from None
-    if not isinstance(results, dict):
-        raise UsageError(f"{file}: not a dontstop finetune results file (expected a JSON object)")
-    missing = [key for key in ("task_type", "labels", "metrics", "seeds") if key not in results]
-    if missing:
-        raise UsageError(f"{file}: not a dontstop finetune results file (missing {', '.join(missing)})")
-    if not isinstance(results["seeds"], list) or not results["seeds"]:
+    file = os.path.join(path, FinetuneResults.FILE)
+    if not os.path.isfile(file):
+        raise UsageError(f"{file}: no such file (is {path} an output directory of dontstop finetune?)")
+    results = FinetuneResults.load(file)
+    if not results.seeds:
         raise UsageError(f"{file}: no seeds in it")
-    if not all(isinstance(seed, dict) for seed in results["seeds"]):
-        raise UsageError(f"{file}: malformed seeds (expected a list of objects)")
     return Run(name, path, results)
 
 
@@ -83,13 +73,12 @@ def check_comparable(runs: list[Run], split: str, allow_different_data: bool = F
     base = runs[0].results
     for run in runs[1:]:
         r = run.results
-        if r["task_type"] != base["task_type"]:
-            raise UsageError(f"{run.dir}: task_type {r['task_type']} differs from the baseline's {base['task_type']}")
-        if sorted(r["labels"]) != sorted(base["labels"]):
+        if r.task_type != base.task_type:
+            raise UsageError(f"{run.dir}: task_type {r.task_type} differs from the baseline's {base.task_type}")
+        if sorted(r.labels) != sorted(base.labels):
             raise UsageError(f"{run.dir}: its labels differ from the baseline's ({runs[0].dir})")
-        key = "test_file" if split == "test" else "validation_file"
         # The file's hash, and how many of its examples were scored (finetune --validation_limit draws a subset).
-        ours, theirs = [((x.get(key) or {}).get("sha256"), (x.get(key) or {}).get("examples")) for x in (base, r)]
+        ours, theirs = [(f.get("sha256"), f.get("examples")) for f in (x.evaluated_file(split) for x in (base, r))]
         if ours != theirs:
             if not allow_different_data:
                 raise UsageError(
@@ -103,8 +92,8 @@ def available_metrics(runs: list[Run], split: str) -> list[str]:
     """The baseline's metrics, in its display order, that every run reports on `split`."""
     return [
         m
-        for m in runs[0].results["metrics"]
-        if all(all(m in seed[split] for seed in r.results["seeds"]) for r in runs)
+        for m in runs[0].results.metrics
+        if all(all(m in getattr(seed, split) for seed in r.results.seeds) for r in runs)
     ]
 
 
@@ -137,8 +126,8 @@ def compare_runs(runs: list[Run], split: str = "test", metrics: list[str] | None
     base = runs[0]
     rows = []
     for run in runs:
-        seeds = [seed.get("seed") for seed in run.results["seeds"]]
-        row = {"name": run.name, "dir": run.dir, "model": run.results.get("model"), "seeds": seeds, "metrics": {}}
+        seeds = [seed.seed for seed in run.results.seeds]
+        row = {"name": run.name, "dir": run.dir, "model": run.results.model, "seeds": seeds, "metrics": {}}
         if run is not base:
             row["same_seeds"] = sorted(seeds, key=str) == sorted(rows[0]["seeds"], key=str)
         for m in metrics:
@@ -183,7 +172,7 @@ def to_markdown(comparison: dict) -> str:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    from .cli import HelpFormatter
+    from .config import HelpFormatter
 
     parser = argparse.ArgumentParser(
         prog="dontstop compare", description=__doc__.split("\n\n")[0], epilog=EXAMPLES, formatter_class=HelpFormatter

@@ -120,6 +120,10 @@ def open_dataset(path: str, fmt: str, streaming: bool):
             ds = ds["train"]
         return ds
     kwargs = {"delimiter": "\t"} if path.lower().endswith(".tsv") else {}
+    if not streaming:
+        # datasets keys its own cache of a local file on the file's modification time alone: a file rewritten within
+        # the same timestamp would come back stale. Its content is what counts, so the file is read anew.
+        kwargs["download_mode"] = "force_redownload"
     return datasets.load_dataset(fmt, data_files=path, split="train", streaming=streaming, **kwargs)
 
 

@@ -10,25 +10,11 @@ on to `dontstop run` (e.g. --plan).
 
 from __future__ import annotations
 
-import os
-
-from .errors import UsageError
-
-DEMO = os.path.join("examples", "demo.yaml")
-
-
-def find_repository_root(relative: str = DEMO) -> str:
-    """The directory holding `relative`: the current one, or the source checkout this package was installed from."""
-    candidates = [os.getcwd(), os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))]
-    for root in candidates:
-        if os.path.exists(os.path.join(root, relative)):
-            return root
-    raise UsageError(f"cannot find {relative}: run the demo from the dontstop repository (make demo)")
-
 
 def main(argv: list[str]) -> int:
     import argparse
 
+    from .experiment import find_demo
     from .experiment import main as run
 
     parser = argparse.ArgumentParser(
@@ -38,4 +24,4 @@ def main(argv: list[str]) -> int:
         epilog="examples:\n  dontstop demo           # run (or resume) it\n  dontstop demo --plan    # what would run",
     )
     _, passthrough = parser.parse_known_args(argv)
-    return run([os.path.join(find_repository_root(), DEMO), *passthrough])
+    return run([find_demo(), *passthrough])

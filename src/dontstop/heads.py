@@ -1,4 +1,4 @@
-"""Which objective a model trains with, and the MLM head run on masked positions only.
+"""The MLM head run on masked positions only, and the summed losses of both objectives.
 
 The MLM head projects every position onto the whole vocabulary, yet only ~15% of positions carry a label; for small
 encoders with large vocabularies (MiniLM: 30k x 384) that projection is about half the forward FLOPs. Running the
@@ -132,22 +132,3 @@ def causal_lm_loss_sum(
     loss = nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
     correct = (logits.detach().argmax(-1) == targets).sum()
     return loss, targets.numel(), correct
-
-
-def infer_objective(config) -> str:
-    """'mlm' for encoders, 'clm' for decoders, from the config's architectures and model type."""
-    from transformers.models.auto.modeling_auto import (
-        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
-        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
-    )
-
-    for arch in config.architectures or []:
-        if arch.endswith(("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")):
-            return "clm"
-        if arch.endswith(("ForMaskedLM", "ForPreTraining")):
-            return "mlm"
-    if config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES and not getattr(config, "is_decoder", False):
-        return "mlm"
-    if config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
-        return "clm"
-    raise ValueError(f"model type {config.model_type!r} has neither a masked-LM nor a causal-LM head in transformers")

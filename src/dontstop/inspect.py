@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from .errors import UsageError
-from .outputs import check_output_dir, write_json
+from .lm_eval import character_budgets, masked_lm_losses, take_characters
+from .outputs import check_output_dir, staged, write_json
+from .records import Similarity
 
 logger = logging.getLogger(__name__)
 
@@ -39,11 +40,13 @@ class InspectArguments:
         metadata={
             "help": "A corpus NAME=PATH (any format pretrain reads); repeat for each corpus.",
             "action": "extend",
+            "path": "named",
         },
     )
-    output_dir: str | None = field(default=None, metadata={"help": "Where the report goes."})
+    output_dir: str | None = field(default=None, metadata={"help": "Where the report goes.", "fingerprint": False})
     model_name_or_path: str | None = field(
-        default=None, metadata={"help": "Also measure this model's tokenizer fragmentation and masked-LM loss."}
+        default=None,
+        metadata={"help": "Also measure this model's tokenizer fragmentation and masked-LM loss.", "path": "model"},
     )
     reference: str | None = field(
         default=None,
@@ -84,7 +87,8 @@ class InspectArguments:
         },
     )
     overwrite_output_dir: bool = field(
-        default=False, metadata={"help": "Write into a non-empty --output_dir (never done without this flag)."}
+        default=False,
+        metadata={"help": "Write into a non-empty --output_dir (never done without this flag).", "fingerprint": False},
     )
 
 
@@ -125,113 +129,6 @@ def recommend(names: list[str], reference: str, matrix: np.ndarray, models: dict
             )
         lines.append(f"- **{name}**: {verdict}" + ("; " + "; ".join(notes) if notes else "") + ".")
     return lines
-
-
-def masked_lm_losses(model_name: str, samples: dict[str, list[str]], warmup: dict[str, list[str]], args) -> dict:
-    """{corpus: masked-LM metrics} from the pretraining engine's evaluation (token masking, 15%, seeded masks).
-
-    A checkpoint without MLM-head weights gets a fresh head; its loss would measure the random head, not the model.
-    So the head is first trained alone (encoder frozen) on `warmup`, documents of every corpus in equal shares that
-    are not in the evaluation samples, and the loss reported is what the unchanged encoder supports.
-    """
-    import torch
-    from transformers import set_seed
-
-    from .masking import CausalLMCollator, EpochIndexed, MaskedLMCollator
-    from .pretrain import (
-        HeadWarmupCallback,
-        MaskingArguments,
-        ModelArguments,
-        PretrainingArguments,
-        PretrainTrainer,
-        load_model_and_tokenizer,
-    )
-    from .tokenization import Framing, PackedBlocks, TokenizedCorpus
-
-    set_seed(args.seed)  # before loading: the seed also fixes the initialisation of a missing head
-    model, tokenizer, objective, new_params = load_model_and_tokenizer(ModelArguments(model_name_or_path=model_name))
-    framing = Framing.from_tokenizer(tokenizer)
-    positions = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", 512)
-    if not framing.overhead < args.max_seq_length <= min(positions, tokenizer.model_max_length):
-        raise UsageError(f"--max_seq_length {args.max_seq_length}: {model_name} takes at most {positions} tokens")
-    with tempfile.TemporaryDirectory() as scratch:  # the Trainer's output directory; nothing is kept
-
-        def blocks(corpus: TokenizedCorpus, limit: int | None = None) -> EpochIndexed:
-            packed = PackedBlocks(corpus, framing, args.max_seq_length)
-            if limit is not None and len(packed) > limit:
-                packed = torch.utils.data.Subset(packed, range(limit))
-            return EpochIndexed(packed)
-
-        eval_sets = {
-            name: blocks(TokenizedCorpus.from_texts(tokenizer, texts), args.eval_blocks)
-            for name, texts in samples.items()
-        }
-        warm = None
-        if new_params and args.head_warmup_steps and any(warmup.values()):
-            warm = blocks(
-                TokenizedCorpus.concatenate([TokenizedCorpus.from_texts(tokenizer, t) for t in warmup.values() if t])
-            )
-        training = PretrainingArguments(
-            output_dir=scratch,
-            per_device_train_batch_size=args.batch_size,
-            per_device_eval_batch_size=args.batch_size,
-            max_steps=args.head_warmup_steps if warm is not None else 1,
-            learning_rate=1e-3,  # only the fresh head trains, so a high rate puts the encoder at no risk
-            save_strategy="no",
-            report_to="none",
-            seed=args.seed,
-        )
-        if objective == "mlm":
-            collator = MaskedLMCollator.from_tokenizer(
-                tokenizer, model.config.vocab_size, seed=args.seed, masking=MaskingArguments().spec()
-            )
-        else:
-            collator = CausalLMCollator(tokenizer.pad_token_id)
-        callbacks = []
-        if warm is not None:
-            callbacks.append(HeadWarmupCallback(model, new_params, args.head_warmup_steps, evaluate_at_end=False))
-        trainer = PretrainTrainer(
-            model=model,
-            args=training,
-            train_dataset=warm,
-            eval_dataset=eval_sets,
-            data_collator=collator,
-            processing_class=tokenizer,
-            callbacks=callbacks,
-            objective=objective,
-        )
-        if warm is not None:
-            logger.info(
-                "%s has no MLM-head weights: training its new head alone for %d steps",
-                model_name,
-                args.head_warmup_steps,
-            )
-            trainer.train()
-        metrics = trainer.evaluate()
-    head = "checkpoint" if not new_params else ("warmed up" if warm is not None else "random")
-    measured = head != "random"
-    return {
-        name: {
-            "objective": objective,
-            "lm_loss": metrics[f"eval_{name}_loss"] if measured else None,
-            "lm_perplexity": metrics[f"eval_{name}_perplexity"] if measured else None,
-            "lm_accuracy": metrics[f"eval_{name}_accuracy"] if measured else None,
-            "lm_tokens": metrics[f"eval_{name}_tokens"],
-            "lm_head": head,
-        }
-        for name in samples
-    }
-
-
-def take_characters(texts: list[str], budget: int) -> list[str]:
-    """Whole documents from the front of `texts` until about `budget` characters (at least one document)."""
-    taken, total = [], 0
-    for text in texts:
-        if taken and total >= budget:
-            break
-        taken.append(text)
-        total += len(text)
-    return taken
 
 
 def heatmap(path: str, names: list[str], matrix: np.ndarray, title: str):
@@ -344,12 +241,38 @@ def validate(args: InspectArguments):
     return corpora
 
 
-def run_inspect(args: InspectArguments) -> dict:
-    """Measure, write `similarity.json`, `README.md` and `overlap.png`; return the report."""
-    from transformers import AutoTokenizer
+def model_measures(args: InspectArguments, vocabularies, samples: dict[str, list[str]]) -> dict[str, dict]:
+    """{corpus: tokenizer fragmentation and LM loss}. Documents for the loss come first in each sample, those for a
+    head warm-up after them, both by characters, then cut to exact block counts."""
+    from .models import load_tokenizer, resolve_model_path, tokenizer_source
+    from .similarity import fragmentation
 
-    from .outputs import resolve_model_path
-    from .similarity import count_words, fragmentation, overlap_matrix
+    source = resolve_model_path(args.model_name_or_path)
+    tokenizer = load_tokenizer(tokenizer_source(source))
+    names = list(samples)
+    eval_chars, warm_chars = character_budgets(args, len(names))
+    evaluated = {n: take_characters(samples[n], eval_chars) for n in names}
+    warmup = {n: take_characters(samples[n][len(evaluated[n]) :], warm_chars) for n in names}
+    losses = masked_lm_losses(source, evaluated, warmup if warm_chars else {}, args)
+    return {v.name: {**fragmentation(tokenizer, v), **losses[v.name].to_dict()} for v in vocabularies}
+
+
+def corpus_entry(corpus, vocab, model: dict | None) -> dict:
+    entry = {
+        "name": corpus.name,
+        "path": corpus.path,
+        "documents": vocab.documents,
+        "words": vocab.tokens,
+        "distinct_words": len(vocab.counts),
+        "segmenter": vocab.segmenter,
+        "top_words": vocab.top(50),
+    }
+    return {**entry, "model": model} if model else entry
+
+
+def run_inspect(args: InspectArguments) -> Similarity:
+    """Measure, write `similarity.json`, `README.md` and `overlap.png`; return the record."""
+    from .similarity import count_words, overlap_matrix
 
     corpora = validate(args)
     names = [c.name for c in corpora]
@@ -364,57 +287,33 @@ def run_inspect(args: InspectArguments) -> dict:
         "topk": f"share of the top-{args.top_k:,} words (stopwords excluded) two corpora have in common, in percent",
         "jaccard": f"Jaccard index of the words in at least {args.min_df} documents, in percent",
     }
-    report = {
-        "reference": reference,
-        "overlap": {"method": args.overlap, "description": descriptions[args.overlap], "names": names},
-        "overlaps": {m: {"description": descriptions[m], "matrix": matrices[m].round(2).tolist()} for m in matrices},
-        "corpora": [],
-        "model": args.model_name_or_path,
-        "settings": asdict(args),
-    }
-    report["overlap"]["matrix"] = report["overlaps"][args.overlap]["matrix"]
-    models: dict[str, dict] = {}
-    if args.model_name_or_path:
-        source = resolve_model_path(args.model_name_or_path)
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(source)
-        except (OSError, ValueError) as e:
-            raise UsageError(f"cannot load tokenizer of {source!r}: {str(e).strip().splitlines()[0]}") from None
-        # Documents for the loss come first in each sample, those for a head warm-up after them; both by characters
-        # (generously: English runs about 4 characters per token), then cut to exact block counts.
-        eval_chars = args.eval_blocks * args.max_seq_length * 6
-        warm_chars = args.head_warmup_steps * args.batch_size * args.max_seq_length * 6 // len(names)
-        evaluated = {n: take_characters(samples[n], eval_chars) for n in names}
-        warmup = {n: take_characters(samples[n][len(evaluated[n]) :], warm_chars) for n in names}
-        losses = masked_lm_losses(source, evaluated, warmup if warm_chars else {}, args)
-        for vocab in vocabularies:
-            models[vocab.name] = {**fragmentation(tokenizer, vocab), **losses[vocab.name]}
-    for c, vocab in zip(corpora, vocabularies, strict=True):
-        entry = {
-            "name": c.name,
-            "path": c.path,
-            "documents": vocab.documents,
-            "words": vocab.tokens,
-            "distinct_words": len(vocab.counts),
-            "segmenter": vocab.segmenter,
-            "top_words": vocab.top(50),
-        }
-        if models:
-            entry["model"] = models[c.name]
-        report["corpora"].append(entry)
-    report["recommendation"] = recommend(names, reference, matrices["topk"], models) if len(names) > 1 else []
-    report["rule"] = RULE
-    os.makedirs(args.output_dir, exist_ok=True)
+    overlaps = {m: {"description": descriptions[m], "matrix": matrices[m].round(2).tolist()} for m in matrices}
+    models = model_measures(args, vocabularies, samples) if args.model_name_or_path else {}
+    record = Similarity(
+        reference=reference,
+        overlap={"method": args.overlap, "description": descriptions[args.overlap], "names": names,
+                 "matrix": overlaps[args.overlap]["matrix"]},
+        overlaps=overlaps,
+        corpora=[corpus_entry(c, v, models.get(c.name)) for c, v in zip(corpora, vocabularies, strict=True)],
+        model=args.model_name_or_path,
+        settings=asdict(args),
+        recommendation=recommend(names, reference, matrices["topk"], models) if len(names) > 1 else [],
+        rule=RULE,
+    )  # fmt: skip
     titles = {
         "topk": f"Overlap of the top-{args.top_k:,} words (%)",
         "jaccard": f"Jaccard, words in >= {args.min_df} docs (%)",
     }
-    title = titles[args.overlap]
-    heatmap(os.path.join(args.output_dir, "overlap.png"), names, matrices[args.overlap], title)
-    write_json(os.path.join(args.output_dir, "similarity.json"), report)
-    write_readme(os.path.join(args.output_dir, "README.md"), report)
-    logger.info("\n%s", "\n".join(matrix_table(names, matrices[args.overlap]) + [""] + report["recommendation"]))
-    return report
+    with staged(args.output_dir) as path:
+        heatmap(path("overlap.png"), names, matrices[args.overlap], titles[args.overlap])
+        write_json(path(Similarity.FILE), record.to_dict())
+        write_readme(path("README.md"), record.to_dict())
+    logger.info("\n%s", "\n".join(matrix_table(names, matrices[args.overlap]) + [""] + record.recommendation))
+    return record
+
+
+ARGUMENTS = (InspectArguments,)
+run = run_inspect
 
 
 EXAMPLES = """examples:
@@ -429,19 +328,3 @@ EXAMPLES = """examples:
   # the paper repository's measure instead: Jaccard of words in >= 3 documents
   dontstop inspect --corpus a=a.jsonl --corpus b=b.jsonl --overlap jaccard --output_dir runs/inspect-jaccard
 """
-
-
-def make_parser():
-    from .cli import stage_parser
-
-    return stage_parser(
-        (InspectArguments,), prog="dontstop inspect", description=__doc__.split("\n\n")[0], epilog=EXAMPLES
-    )
-
-
-def main(argv: list[str]) -> int:
-    from .cli import parse_with_config
-
-    (args,) = parse_with_config(make_parser(), argv)
-    run_inspect(args)
-    return 0

@@ -1,9 +1,8 @@
-"""Output directories (never overwritten without asking), JSON files, and where a named model lives."""
+"""Output directories (never overwritten without asking) and files written whole or not at all."""
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 
@@ -49,19 +48,3 @@ def staged(directory: str):
         raise
     for name, tmp in pending.items():
         os.replace(tmp, os.path.join(directory, name))
-
-
-def resolve_model_path(name: str) -> str:
-    """`pkg:NAME` is the model directory shipped inside the installed Python package NAME (its `model/` folder,
-    or the package folder itself); anything else is returned as is (a hub id or a local directory)."""
-    if not name.startswith("pkg:"):
-        return name
-    package = name[len("pkg:") :]
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise UsageError(f"{name}: no installed Python package {package!r} (pip install {package.replace('_', '-')})")
-    root = list(spec.submodule_search_locations)[0]
-    for candidate in (os.path.join(root, "model"), root):
-        if os.path.exists(os.path.join(candidate, "config.json")):
-            return candidate
-    raise UsageError(f"{name}: package {package!r} holds no model (no config.json in it or in its model/ folder)")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import UsageError
+from .pretrain.args import MaskingArguments
 
 
 @dataclass
@@ -38,11 +39,9 @@ REPLACEMENT = {"mask": "MASK", "random": "random", "keep": "kept"}
 
 def masked_examples(args: PreviewArguments, masking_args):
     """(tokenizer, [(tokens, unit id per token, MaskResult, replacement kind per unit)])."""
-    from transformers import AutoTokenizer
-
     from .corpus import check_corpus_file, load_corpus
     from .masking import MaskedLMCollator
-    from .outputs import resolve_model_path
+    from .models import load_tokenizer, resolve_model_path, tokenizer_source
     from .segment import BOUNDARY_COUNTS
     from .tokenization import Framing, check_offsets, encode_with_offsets, framed
 
@@ -50,12 +49,7 @@ def masked_examples(args: PreviewArguments, masking_args):
         raise UsageError("--model_name_or_path and --train_file are required")
     check_corpus_file(args.train_file, args.text_column)
     spec, boundaries = masking_args.spec(), masking_args.boundaries()
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(args.model_name_or_path))
-    except (OSError, ValueError) as e:
-        raise UsageError(
-            f"cannot load tokenizer {args.model_name_or_path!r}: {str(e).strip().splitlines()[0]}"
-        ) from None
+    tokenizer = load_tokenizer(tokenizer_source(resolve_model_path(args.model_name_or_path)))
     try:
         collator = MaskedLMCollator.from_tokenizer(
             tokenizer,
@@ -175,18 +169,6 @@ def to_json(tokenizer, examples) -> list[dict]:
     return records
 
 
-def make_parser():
-    from .cli import stage_parser
-    from .pretrain import MaskingArguments
-
-    return stage_parser(
-        (PreviewArguments, MaskingArguments),
-        prog="dontstop preview",
-        description=__doc__.split("\n\n")[0],
-        epilog=EXAMPLES,
-    )
-
-
 EXAMPLES = """examples:
   # whole-word masking of Chinese text, jieba with mined words as a user dictionary
   dontstop preview --model_name_or_path bert-base-chinese --train_file reviews.jsonl --masking word \\
@@ -198,10 +180,8 @@ EXAMPLES = """examples:
 """
 
 
-def main(argv: list[str]) -> int:
-    from .cli import parse_with_config
-
-    args, masking_args = parse_with_config(make_parser(), argv)
+def run_preview(args: PreviewArguments, masking_args) -> None:
+    """Print the masked examples (text or JSON lines) and, as text, the summary."""
     tokenizer, examples = masked_examples(args, masking_args)
     if args.format == "json":
         for record in to_json(tokenizer, examples):
@@ -210,4 +190,7 @@ def main(argv: list[str]) -> int:
         print(render_text(tokenizer, examples, color=sys.stdout.isatty()))
         print()
         print(summary(tokenizer, examples))
-    return 0
+
+
+ARGUMENTS = (PreviewArguments, MaskingArguments)
+run = run_preview

@@ -21,8 +21,21 @@ class RobertaRecipe(TrainingArguments):
     adam_epsilon: float = field(default=1e-6, metadata={"help": "Adam epsilon."})
     # Ours, not RoBERTa's: nothing a user made is overwritten without asking.
     overwrite_output_dir: bool = field(
-        default=False, metadata={"help": "Write into a non-empty --output_dir (never done without this flag)."}
+        default=False,
+        metadata={"help": "Write into a non-empty --output_dir (never done without this flag).", "fingerprint": False},
     )
+    # Where a run writes, whether it resumes and whether it shows progress bars change none of its results: the
+    # fingerprints of the caches (fingerprint.py) leave them out. Redeclared only to say so; TrainingArguments' own.
+    output_dir: str | None = field(
+        default=None,
+        metadata={"help": "Where the run's outputs and checkpoints are written.", "fingerprint": False},
+    )
+    resume_from_checkpoint: str | None = field(
+        default=None,
+        metadata={"help": "A checkpoint directory to continue from, or `last` (the newest in --output_dir).",
+                  "fingerprint": False},
+    )  # fmt: skip
+    disable_tqdm: bool | None = field(default=None, metadata={"help": "Hide the progress bars.", "fingerprint": False})
 
     def __post_init__(self):
         # TrainingArguments silently writes to ./trainer_output when no directory is given; our stages require one.

@@ -14,7 +14,6 @@ boundary) joins them into one unit, so a unit is never split. Special tokens get
 from __future__ import annotations
 
 import functools
-import hashlib
 import itertools
 import os
 import re
@@ -213,15 +212,12 @@ class Boundaries:
 
     def fingerprint(self) -> dict:
         """Identity for the tokenization cache: the settings and the content of every dictionary file."""
-
-        def digest(path):
-            with open(path, "rb") as f:
-                return hashlib.sha256(f.read()).hexdigest()[:16]
+        from .fingerprint import file_sha256
 
         return {
             "segmenter": self.segmenter,
-            "user_dicts": [digest(p) for p in self.user_dicts],
-            "lexicons": [digest(p) for p in self.lexicons],
+            "user_dicts": [file_sha256(p)[:16] for p in self.user_dicts],
+            "lexicons": [file_sha256(p)[:16] for p in self.lexicons],
         }
 
     def check(self) -> None:

@@ -2,7 +2,7 @@
 
 A tokenized corpus is two arrays, kept as `.npy` files under the cache directory and memory-mapped on reuse:
 `ids` (every document's tokens, concatenated, no special tokens) and `offsets` (where each document starts).
-The cache key covers the file's identity (path, size, mtime), the tokenizer's full serialisation and the text column,
+The cache key covers the file's content (sha256), the tokenizer's full serialisation and the text column,
 so a second run over the same file with the same tokenizer skips tokenization, whatever the block size or mode.
 
 Two ways to cut it:
@@ -14,7 +14,6 @@ Two ways to cut it:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .fingerprint import content_hash, hash_json, tokenizer_hash
 from .segment import BOUNDARY_COUNTS, Boundaries
 
 logger = logging.getLogger(__name__)
@@ -117,21 +117,6 @@ class TokenizedCorpus:
         return cls(ids, offsets.astype(np.int64), columns)
 
 
-def tokenizer_fingerprint(tokenizer) -> str:
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    blob = backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def file_identity(path: str) -> dict:
-    """What makes a corpus file the same file: its path, size and modification time (a directory: all its files)."""
-    path = os.path.abspath(path)
-    files = [path]
-    if os.path.isdir(path):
-        files = sorted(os.path.join(root, f) for root, _, names in os.walk(path) for f in names)
-    return {"path": path, "files": [(f, os.path.getsize(f), os.stat(f).st_mtime_ns) for f in files]}
-
-
 def tokenize_corpus(
     path: str,
     tokenizer,
@@ -147,12 +132,12 @@ def tokenize_corpus(
     cache_dir = cache_dir or default_cache_dir()
     key_material = {
         "format": CACHE_FORMAT,
-        "file": file_identity(path),
+        "file": content_hash(path),  # the content, never size and time: a rewritten file is tokenized anew
         "text_column": text_column,
-        "tokenizer": tokenizer_fingerprint(tokenizer),
+        "tokenizer": tokenizer_hash(tokenizer),
         "boundaries": boundaries.fingerprint() if boundaries else None,
     }
-    key = hashlib.sha256(json.dumps(key_material, sort_keys=True).encode()).hexdigest()[:24]
+    key = hash_json(key_material)[:24]
     entry = os.path.join(cache_dir, "tokenized", key)
     if os.path.exists(os.path.join(entry, "done")):
         logger.info("%s: tokenized corpus found in the cache (%s)", path, entry)

@@ -18,18 +18,13 @@ class ModelEmbedder(Embedder):
 
     def __init__(self, model_name: str, batch_size: int = 64, max_length: int = 256):
         import torch
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoModel
 
-        from ..outputs import resolve_model_path
+        from ..models import load_pretrained, load_tokenizer, resolve_model_path, tokenizer_source
 
         source = resolve_model_path(model_name)
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(source)
-            self.model = AutoModel.from_pretrained(source)
-        except (OSError, ValueError) as e:
-            raise UsageError(f"--embedding_model {model_name}: {str(e).strip().splitlines()[0]}") from None
-        if self.tokenizer.pad_token is None:  # decoders (GPT-2) have none; padding is masked out anyway
-            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.tokenizer = load_tokenizer(tokenizer_source(source), shown=source)  # padding with eos for decoders
+        self.model, _ = load_pretrained(AutoModel, source)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.model.to(self.device).eval()
         self.model_name, self.batch_size = model_name, batch_size

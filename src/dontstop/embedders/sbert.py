@@ -22,7 +22,7 @@ class SentenceTransformerEmbedder(Embedder):
             ) from None
         import torch
 
-        from ..outputs import resolve_model_path
+        from ..models import resolve_model_path
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
         try:

@@ -5,7 +5,7 @@
 After the ordinary backward pass, the embedding matrix is moved by r = epsilon * g / ||g|| (g: its gradient, the
 direction that raises the loss most), the batch is run again and its gradient added to the first, and the matrix is
 restored exactly before the optimizer step. The model thus learns to be right in a small neighbourhood of each input.
-Adversarial methods are plug-ins: one class with `attack()` and `restore()`, one line in `ADVERSARIES`.
+Adversarial methods are plug-ins: one class with `attack()` and `restore()`, registered in `methods/__init__.py`.
 """
 
 from __future__ import annotations
@@ -47,6 +47,3 @@ class FGM:
             with torch.no_grad():
                 self.weight.copy_(self.backup)
             self.backup = None
-
-
-ADVERSARIES = {"fgm": FGM}

@@ -1,7 +1,7 @@
 """`dontstop vocab extend`: give a model's tokenizer the domain's words as whole tokens, each new embedding row
 starting as the mean of the rows of the pieces the old tokenizer split the word into.
 
-    dontstop vocab extend --model_name_or_path roberta-base --words runs/mine/words.tsv --top 2000 \\
+    dontstop vocab extend --model_name_or_path roberta-base --words runs/mine/words.tsv --top 2000 \
         --output_dir runs/roberta-ext
 
 Words come from `dontstop mine` (words.tsv, best first), a plain list or a jieba user dictionary. Words the tokenizer
@@ -32,29 +32,18 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 
-from .errors import UsageError
-from .outputs import check_output_dir, resolve_model_path, write_json
+from ..errors import UsageError
+from ..models import VOCAB_FILE, load_language_model, resolve_model_path
+from ..outputs import check_output_dir, write_json
+from .rows import extend_vocabulary
+from .words import plan_additions, read_words
 
 logger = logging.getLogger(__name__)
-
-# What `dontstop vocab extend` writes beside the model; `dontstop pretrain --train_new_embeddings_only_steps` reads it.
-VOCAB_FILE = "dontstop_vocab.json"
-
-# Scripts written without spaces between words: Han, kana, Thai, Lao, Myanmar, Khmer.
-UNSPACED = re.compile(
-    "[\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
-    "\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff]"
-)
-# jieba's user-dictionary line, `word [freq] [tag]`. Its own reader takes "deep learning" as the word "deep" with the
-# tag "learning"; here a tag without a frequency is read only after a non-ASCII word (北京大学 n), and any other line
-# with a space is taken whole, so nothing is silently cut off.
-JIEBA_LINE = re.compile(r"^(.+?) [0-9]+( [a-z]+)?$|^([^\x00-\x7f]\S*) [a-z]+$")
 
 
 @dataclass
@@ -95,211 +84,6 @@ class ExtendArguments:
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Write into a non-empty --output_dir (never done without this flag)."}
     )
-
-
-@dataclass
-class Addition:
-    """One word on its way into the vocabulary."""
-
-    word: str
-    line: int
-    token: str  # the AddedToken's content: the word, normalised for tokenizers that normalise
-    piece_ids: list[int]
-    pieces: list[str]
-    single_word: bool
-    lstrip: bool
-    normalized: bool
-    id: int | None = None
-
-
-def read_words(path: str) -> list[tuple[int, str]]:
-    """(line number, word) for every word in the file, in file order.
-
-    A .tsv file, or one whose first line holds a tab, is a table with a header naming a `word` column (words.tsv of
-    `dontstop mine`); a .txt file is read as a jieba user dictionary (`word [freq] [tag]`, of which a plain word list
-    is a special case); anything else holds one word per line. Blank lines are skipped.
-    """
-    if not os.path.isfile(path):
-        raise UsageError(f"--words {path}: no such file")
-    with open(path, "rb") as f:
-        data = f.read()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise UsageError(f"{path}:{line}: invalid UTF-8") from None
-    lines = [line.rstrip("\r") for line in text.split("\n")]
-    first = next((line for line in lines if line.strip()), "")
-    words = []
-    if path.endswith(".tsv") or "\t" in first:
-        header = [cell.strip() for cell in lines[0].split("\t")]
-        if "word" not in header:
-            raise UsageError(f"{path}:1: no 'word' column in the header (columns: {', '.join(header)})")
-        column = header.index("word")
-        for number, line in enumerate(lines[1:], start=2):
-            if not line.strip():
-                continue
-            cells = line.split("\t")
-            word = cells[column].strip() if column < len(cells) else ""
-            if not word:
-                raise UsageError(f"{path}:{number}: empty word")
-            words.append((number, word))
-    else:
-        jieba = path.endswith(".txt")
-        for number, line in enumerate(lines, start=1):
-            line = line.strip()
-            if line:
-                entry = JIEBA_LINE.match(line) if jieba else None
-                words.append((number, (entry.group(1) or entry.group(3)) if entry else line))
-    if not words:
-        raise UsageError(f"{path}: no words")
-    return words
-
-
-def token_row_parameters(model) -> dict:
-    """{name: parameter} of every tensor with one row per token: the input embeddings, the output embeddings when
-    they are not tied to them, and the output biases (1-D `bias` tensors of the head, outside the base model).
-    Tied tensors appear once."""
-    rows = model.get_input_embeddings().weight.shape[0]
-    wanted = {id(model.get_input_embeddings().weight)}
-    output = model.get_output_embeddings()
-    if output is not None:
-        wanted.add(id(output.weight))
-    base = f"{model.base_model_prefix}."
-    return {
-        name: param
-        for name, param in model.named_parameters()  # named_parameters lists a tied tensor once
-        if id(param) in wanted
-        or (param.dim() == 1 and len(param) == rows and name.endswith("bias") and not name.startswith(base))
-    }
-
-
-def _encode(tokenizer, text: str) -> list[int]:
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
-
-
-def spaces_are_tokens(tokenizer) -> bool:
-    """Whether the tokenizer keeps the space before a word inside a token (byte-level BPE's Ġ, SentencePiece's ▁)."""
-    return len(_encode(tokenizer, "a ")) > len(_encode(tokenizer, "a"))
-
-
-def old_pieces(tokenizer, word: str, unspaced: bool) -> list[int]:
-    """The ids the tokenizer gives `word` in running text: after a space for space-delimited words, alone for
-    words of unspaced scripts."""
-    if unspaced:
-        return _encode(tokenizer, word)
-    prefix = _encode(tokenizer, "a")
-    ids = _encode(tokenizer, f"a {word}")
-    return ids[len(prefix) :] if ids[: len(prefix)] == prefix else _encode(tokenizer, word)
-
-
-def plan_additions(
-    tokenizer, words: list[tuple[int, str]], top: int | None, include_phrases: bool
-) -> tuple[list[Addition], list[dict]]:
-    """(words to add, words skipped with their reasons), reading `words` in order until `top` are to be added."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    normalizer = backend.normalizer if backend is not None else None
-    lstrip = spaces_are_tokens(tokenizer)
-    vocabulary = tokenizer.get_vocab()
-    additions, skipped, first_line = [], [], {}
-    for line, word in words:
-        if top is not None and len(additions) >= top:
-            break
-        if not include_phrases and any(c.isspace() for c in word):
-            skipped.append({"word": word, "line": line, "reason": "phrase (whitespace inside; --include_phrases)"})
-            continue
-        unspaced = UNSPACED.search(word) is not None
-        normalized = not unspaced
-        token = normalizer.normalize_str(word).strip() if normalized and normalizer is not None else word
-        if token in first_line:
-            skipped.append({"word": word, "line": line, "reason": f"duplicate of line {first_line[token]}"})
-            continue
-        first_line[token] = line
-        ids = old_pieces(tokenizer, word, unspaced)
-        if len(ids) <= 1:
-            reason = "already one token" if ids else "no tokens (the tokenizer drops it)"
-            skipped.append(
-                {"word": word, "line": line, "reason": reason, "pieces": tokenizer.convert_ids_to_tokens(ids)}
-            )
-            continue
-        if token in vocabulary:  # e.g. byte-level BPE has "word" but not "Ġword": an added token would reuse its id
-            skipped.append({"word": word, "line": line, "reason": "in the vocabulary, but not in running-text form"})
-            continue
-        additions.append(
-            Addition(
-                word=word,
-                line=line,
-                token=token,
-                piece_ids=ids,
-                pieces=tokenizer.convert_ids_to_tokens(ids),
-                single_word=not unspaced,
-                lstrip=lstrip and not unspaced,
-                normalized=normalized,
-            )
-        )
-    return additions, skipped
-
-
-def add_to_tokenizer(tokenizer, additions: list[Addition]) -> None:
-    """Add the words as tokens, set each `Addition.id`, and check each word now encodes as its one new token."""
-    from transformers import AddedToken
-
-    old_size = len(tokenizer)
-    tokenizer.add_tokens(
-        [AddedToken(a.token, single_word=a.single_word, lstrip=a.lstrip, normalized=a.normalized) for a in additions]
-    )
-    for a in additions:
-        a.id = tokenizer.convert_tokens_to_ids(a.token)
-    ids = [a.id for a in additions]
-    if len(set(ids)) != len(ids) or min(ids) < old_size:
-        raise RuntimeError("the tokenizer reused existing ids for added words")
-    # At the start of a text and after a space: the places `single_word`, `lstrip` and `normalized` decide.
-    wrong = [
-        a.word
-        for a in additions
-        if _encode(tokenizer, a.word) != [a.id]
-        or (a.single_word and _encode(tokenizer, f"a {a.word}") != _encode(tokenizer, "a") + [a.id])
-    ]
-    if wrong:
-        raise RuntimeError(f"added words that do not encode as their new token: {', '.join(wrong[:10])}")
-
-
-@dataclass
-class Extension:
-    """What `extend_vocabulary` did, as written to dontstop_vocab.json."""
-
-    old_vocab_size: int
-    new_vocab_size: int
-    old_embedding_rows: int
-    new_embedding_rows: int
-    row_parameters: list[str]
-
-
-def extend_vocabulary(model, tokenizer, additions: list[Addition], pad_to_multiple_of: int | None = None) -> Extension:
-    """Add the words to the tokenizer and resize the model; each new row of every token-row tensor (input embeddings,
-    untied output embeddings, output biases) becomes the mean of the old pieces' rows."""
-    import torch
-
-    old_vocab_size = len(tokenizer)
-    old_rows = model.get_input_embeddings().weight.shape[0]
-    biases = [name for name, p in token_row_parameters(model).items() if p.dim() == 1]
-    add_to_tokenizer(tokenizer, additions)
-    # Never shrink: a checkpoint may carry more rows than its tokenizer has tokens. The new rows are set below, so
-    # the library's own initialisation of them (mean_resizing) would be wasted work.
-    model.resize_token_embeddings(
-        max(len(tokenizer), old_rows), pad_to_multiple_of=pad_to_multiple_of, mean_resizing=False
-    )
-    rows = model.get_input_embeddings().weight.shape[0]
-    stale = [name for name in biases if model.get_parameter(name).shape[0] != rows]
-    if stale:  # logits would not match the vocabulary
-        raise RuntimeError(f"resize_token_embeddings left {', '.join(stale)} at {old_rows} rows")
-    params = token_row_parameters(model)
-    ids = torch.tensor([a.id for a in additions])
-    with torch.no_grad():
-        for param in params.values():
-            means = torch.stack([param[a.piece_ids].float().mean(0) for a in additions])
-            param[ids.to(param.device)] = means.to(param.dtype)
-    return Extension(old_vocab_size, len(tokenizer), old_rows, rows, sorted(params))
 
 
 def cell(text: str) -> str:
@@ -388,12 +172,10 @@ def run_extend(args: ExtendArguments) -> dict:
     """Extend the vocabulary of `args.model_name_or_path`; returns what is written to dontstop_vocab.json."""
     from transformers import set_seed
 
-    from .pretrain import ModelArguments, load_model_and_tokenizer
-
     words = validate_arguments(args)
     set_seed(args.seed)  # a checkpoint without an MLM head gets a fresh one: the seed fixes it
-    model_args = ModelArguments(model_name_or_path=args.model_name_or_path, objective=args.objective)
-    model, tokenizer, objective, untrained = load_model_and_tokenizer(model_args)
+    lm = load_language_model(args.model_name_or_path, objective=args.objective)
+    model, tokenizer, objective, untrained = lm.model, lm.tokenizer, lm.objective, lm.new_params
     if untrained:
         logger.info(
             "The checkpoint has no weights for %d head tensors: the head is freshly initialised and saved with the "
@@ -477,12 +259,13 @@ EXAMPLES = """examples:
       --output_dir runs/bert-zh-ext
 """
 
+
 SUBCOMMANDS = {"extend": "add mined words as tokens; new rows = mean of their old pieces' rows"}
 
 
 def make_parser():
     """The parser of `dontstop vocab extend`."""
-    from .cli import stage_parser
+    from ..config import stage_parser
 
     return stage_parser(
         (ExtendArguments,), prog="dontstop vocab extend", description=__doc__.split("\n\n")[0], epilog=EXAMPLES
@@ -504,7 +287,7 @@ def top_level_help() -> str:
 
 
 def main(argv: list[str]) -> int:
-    from .cli import parse_with_config
+    from ..config import parse_with_config
 
     if argv and argv[0] in ("-h", "--help"):
         sys.stdout.write(top_level_help())

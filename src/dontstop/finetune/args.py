@@ -1,0 +1,184 @@
+"""The options of `dontstop finetune`: the task and the training, each a dataclass, and every check on them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..adapters import AdapterArguments
+from ..averaging import AveragingArguments
+from ..errors import UsageError
+from ..recipe import RobertaRecipe
+from ..scoring import METRICS, PRIMARY_METRIC
+from ..tasks import Task
+from .methods import ADVERSARIES
+
+
+@dataclass
+class TaskArguments:
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "What to fine-tune: a hub id, a `dontstop pretrain` output directory, any local checkpoint, "
+            "or pkg:NAME for a model shipped inside an installed Python package. A LoRA adapter directory "
+            "(adapter_config.json) is merged into its base model first.",
+            "path": "model",
+        },
+    )
+    tokenizer_name: str | None = field(
+        default=None, metadata={"help": "Tokenizer, when it differs from the model.", "path": "model"}
+    )
+    train_file: str | None = field(
+        default=None, metadata={"help": "Training examples (.jsonl, .csv or .tsv).", "path": "file"}
+    )
+    validation_file: str | None = field(
+        default=None, metadata={"help": "Dev examples: choose the best epoch and stop early.", "path": "file"}
+    )
+    test_file: str | None = field(
+        default=None, metadata={"help": "Test examples, scored with the best epoch.", "path": "file"}
+    )
+    task_type: str = field(
+        default="auto",
+        metadata={
+            "help": "single_label, multi_label (a list of labels per example) or token (BIO tags per word); "
+            "auto reads it from the first training record.",
+            "choices": ["auto", "single_label", "multi_label", "token"],
+        },
+    )
+    text_column: str = field(default="text", metadata={"help": "Column of the text (a list of words for token)."})
+    text_pair_column: str | None = field(
+        default=None, metadata={"help": "Column of the second text of a pair (e.g. a hypothesis), if any."}
+    )
+    label_column: str = field(default="label", metadata={"help": "Column of the label (or labels, or tags)."})
+    label_separator: str = field(
+        default=",", metadata={"help": "multi_label in csv/tsv: the separator between the labels of a cell."}
+    )
+    max_seq_length: int | None = field(
+        default=None,
+        metadata={
+            "help": "Tokens per example; longer ones are truncated (and counted). Default: min(512, model max)."
+        },
+    )
+    seeds: str = field(
+        default="5",
+        metadata={
+            "help": "How many runs (N: seeds --seed, --seed+1, ...) or a list of seeds, e.g. 1,2,3.",
+            "fingerprint": "run",
+        },
+    )
+    train_limit: int | None = field(
+        default=None,
+        metadata={
+            "help": "Few-shot: train on this many examples, drawn stratified by label (uniformly for multi_label "
+            "and token tasks)."
+        },
+    )
+    sample_seed: int | None = field(
+        default=None,
+        metadata={
+            "help": "Seed of the --train_limit draw. Default: each run's seed, so the spread over seeds includes "
+            "the choice of examples."
+        },
+    )
+    validation_limit: int | None = field(
+        default=None,
+        metadata={
+            "help": "Evaluate on this many dev examples (stratified; the same ones for every seed and run): "
+            "dev evaluation after every epoch can cost more than the training itself."
+        },
+    )
+    resume: bool = field(
+        default=False,
+        metadata={
+            "help": "Reuse the seeds already finished in --output_dir (its settings must match these).",
+            "fingerprint": False,
+        },
+    )
+    keep_models: bool = field(
+        default=False,
+        metadata={"help": "Save each seed's best model in OUTPUT_DIR/seed-S/model (off: disk).", "fingerprint": "run"},
+    )
+
+
+@dataclass
+class FinetuningArguments(AdapterArguments, AveragingArguments, RobertaRecipe):
+    """`TrainingArguments` with the fine-tuning defaults of Gururangan et al. (2020), each with its reason; weight
+    averaging (--ema, --swa_start) from `averaging.py`, a task adapter (--adapter lora) from `adapters.py`."""
+
+    # The paper's fine-tuning learning rate and batch size (it follows RoBERTa's GLUE recipe).
+    learning_rate: float = field(default=2e-5, metadata={"help": "Peak learning rate."})
+    per_device_train_batch_size: int = field(default=16, metadata={"help": "Training batch size per device."})
+    # Evaluation keeps no activations for a backward pass, so larger batches cost little memory and run faster.
+    per_device_eval_batch_size: int = field(default=64, metadata={"help": "Evaluation batch size per device."})
+    # The paper trains up to 10 epochs (3 for its large tasks) and keeps the best on dev, patience 3.
+    num_train_epochs: float = field(
+        default=10.0, metadata={"help": "Most epochs per seed (early stopping may end sooner)."}
+    )
+    early_stopping_patience: int = field(
+        default=3, metadata={"help": "Stop after this many evaluations without a better dev metric (0: never)."}
+    )
+    # RoBERTa's fine-tuning weight decay (its pretraining used 0.01); warm-up and Adam settings come from the recipe.
+    weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay."})
+    # The best epoch is chosen on dev after every epoch; the best weights are kept in memory, so no checkpoints.
+    eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate on dev: epoch or steps."})
+    save_strategy: str = field(default="no", metadata={"help": "Trainer checkpoints (not needed to keep the best)."})
+    logging_strategy: str = field(default="epoch", metadata={"help": "When to log the training loss."})
+    adversarial: str = field(
+        default="none",
+        metadata={"help": "Adversarial training on the word embeddings.", "choices": ["none", *ADVERSARIES]},
+    )
+    adv_epsilon: float = field(default=1.0, metadata={"help": "FGM: norm of the embedding perturbation."})
+
+
+def parse_seeds(spec, base: int) -> list[int]:
+    """`5` means five seeds from --seed on; `1,2,3` means exactly those (a YAML config may give a number or list)."""
+    spec = ",".join(map(str, spec)) + "," if isinstance(spec, list) else str(spec)
+    try:
+        if "," not in spec:
+            count = int(spec)
+            if count < 1:
+                raise ValueError
+            return [base + i for i in range(count)]
+        seeds = [int(s) for s in spec.split(",") if s.strip()]
+    except ValueError:
+        raise UsageError(f"--seeds expects a count (5) or a list (1,2,3), got {spec!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise UsageError(f"--seeds {spec}: seeds must be distinct")
+    return seeds
+
+
+def validate(task_args: TaskArguments, args: FinetuningArguments) -> list[int]:
+    if not task_args.model_name_or_path:
+        raise UsageError("--model_name_or_path is required")
+    if not args.output_dir_given:
+        raise UsageError("--output_dir is required")
+    if args.adversarial != "none" and args.deepspeed:
+        raise UsageError("--adversarial with --deepspeed: DeepSpeed steps the optimizer inside each backward pass")
+    for option in ("train_file", "validation_file"):
+        if not getattr(task_args, option):
+            raise UsageError(f"--{option} is required")
+    args.check_averaging()
+    args.check_adapter()
+    if args.uses_adapter and args.adversarial != "none":
+        raise UsageError(
+            "--adversarial with --adapter lora: FGM follows the embeddings' gradient, and an adapter freezes them"
+        )
+    if args.merge_adapter and not task_args.keep_models:
+        raise UsageError("--merge_adapter merges the kept models: add --keep_models")
+    if args.adv_epsilon <= 0:
+        raise UsageError(f"--adv_epsilon {args.adv_epsilon}: must be positive")
+    if task_args.train_limit is not None and task_args.train_limit < 1:
+        raise UsageError(f"--train_limit {task_args.train_limit}: must be at least 1")
+    if str(getattr(args.eval_strategy, "value", args.eval_strategy)) == "no":
+        raise UsageError("--eval_strategy no: the best epoch is chosen on the dev set, so evaluation must run")
+    if task_args.validation_limit is not None and task_args.validation_limit < 1:
+        raise UsageError(f"--validation_limit {task_args.validation_limit}: must be at least 1")
+    return parse_seeds(task_args.seeds, args.seed)
+
+
+def selection_metric(task: Task, args: FinetuningArguments) -> str:
+    """The dev metric that picks the best epoch: --metric_for_best_model, or the task's headline metric."""
+    metric = (args.metric_for_best_model or PRIMARY_METRIC[task.task_type]).removeprefix("eval_")
+    allowed = (*METRICS[task.task_type], "loss")
+    if metric not in allowed:
+        raise UsageError(f"--metric_for_best_model {metric}: a {task.task_type} task offers {', '.join(allowed)}")
+    return metric

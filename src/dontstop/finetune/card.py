@@ -1,0 +1,87 @@
+"""The README.md of a fine-tuning run: per seed, then mean ± std, and the settings."""
+
+from __future__ import annotations
+
+import os
+
+from ..records import FinetuneResults
+from ..scoring import mean_std_percent
+
+
+def results_table(results: FinetuneResults) -> list[str]:
+    """Markdown: one row per seed, then mean ± std (percent)."""
+    split = "test" if "test" in results.aggregate else "dev"
+    names = results.metrics
+    rows = [
+        f"| seed | best epoch | {' | '.join(f'{split} {m}' for m in names)} |",
+        "|---|---|" + "---|" * len(names),
+    ]
+    for record in results.seeds:
+        values = " | ".join(f"{100 * getattr(record, split)[m]:.1f}" for m in names)
+        epoch = "n/a" if record.best_epoch is None else f"{record.best_epoch:g}"
+        rows.append(f"| {record.seed} | {epoch} | {values} |")
+    means = " | ".join(f"**{mean_std_percent(results.aggregate[split][m])}**" for m in names)
+    rows.append(f"| mean ± std | | {means} |")
+    return rows
+
+
+def swa_options(args) -> str:
+    given = [f"every {args.swa_freq} steps" if args.swa_freq else "", f"lr {args.swa_lr}" if args.swa_lr else ""]
+    return "".join(f", {g}" for g in given if g)
+
+
+def finetune_averaging_lines(results: FinetuneResults) -> list[str]:
+    """With weight averaging: how often the averaged weights beat the raw ones on dev at the best epoch."""
+    summary = results.averaging
+    if not summary:
+        return []
+    method, metric = summary["method"], results.primary_metric
+    return [
+        f"- {method.upper()}: the averaged weights chose the best epoch and are the ones scored; at the best epoch "
+        f"they beat the raw weights on dev {metric} in {summary['better'][method]} of {len(results.seeds)} seeds "
+        f"(raw weights' dev {metric}: {mean_std_percent(summary['dev_raw'][metric])})"
+    ]
+
+
+def write_finetune_readme(output_dir: str, results: FinetuneResults, args) -> None:
+    """The table of a `dontstop finetune` run (per seed, then mean ± std) and its settings."""
+    seeds = results.seeds
+    minutes = results.wall_seconds / 60
+    limit = seeds[0].train_examples
+    extras = [
+        name
+        for name, on in (
+            (f"FGM adversarial training (epsilon {args.adv_epsilon})", args.adversarial == "fgm"),
+            (f"EMA of the weights (decay {args.ema})", args.ema is not None),
+            (f"SWA of the weights (from {args.swa_start}{swa_options(args)})", args.swa_start is not None),
+            (
+                f"a LoRA task adapter (rank {args.lora_r}, alpha {args.lora_alpha}, dropout {args.lora_dropout})",
+                args.uses_adapter,
+            ),
+        )
+        if on
+    ]
+    domain = (results.adapter or {}).get("domain")
+    lines = [
+        f"# Fine-tuning `{results.model}`: {results.task_type.replace('_', '-')} task",
+        "",
+        f"{len(seeds)} seeds; {limit:,} training examples per seed"
+        + (f" (of {results.train_file['examples']:,})" if limit < results.train_file["examples"] else "")
+        + f"; {len(results.labels)} labels; best epoch chosen on dev by {results.primary_metric}.",
+        "Scores are percentages; ± is the sample standard deviation over seeds.",
+        "",
+        *results_table(results),
+        "",
+        f"- learning rate {args.learning_rate}, batch {args.per_device_train_batch_size}, up to "
+        f"{args.num_train_epochs:g} epochs, early stopping patience {args.early_stopping_patience}, "
+        f"max sequence length {results.max_seq_length}" + (f"; {', '.join(extras)}" if extras else ""),
+        f"- train `{results.train_file['path']}`, dev `{results.validation_file['path']}`"
+        + (f", test `{results.test_file['path']}`" if results.test_file else ""),
+        *([f"- the LoRA adapter `{domain['path']}` merged into its base `{domain['base']}` first"] if domain else []),
+        *finetune_averaging_lines(results),
+        f"- wall time {minutes:.1f} min; predictions per seed in `seed-*/predictions_*.jsonl`; every number in "
+        "`results.json`, every setting in `dontstop_config.json`.",
+        "",
+    ]
+    with open(os.path.join(output_dir, "README.md"), "w", encoding="utf-8") as f:
+        f.write("\n".join(lines))

@@ -1,0 +1,182 @@
+"""A fine-tuning run: read the task, load the tokenizer and config, then each seed's model, train it, and gather
+the results."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+from transformers import set_seed
+
+from ..adapters import is_adapter_model
+from ..errors import UsageError
+from ..models import load_config, load_pretrained, load_tokenizer, read_adapter, resolve_model_path, tokenizer_source
+from ..outputs import check_output_dir, write_json
+from ..records import FinetuneResults, SeedResult
+from ..scoring import METRICS, aggregate
+from ..tasks import Encoded, Task, encode, load_task, stratified_sample
+from .args import FinetuningArguments, TaskArguments, selection_metric, validate
+from .card import results_table, write_finetune_readme
+from .resume import CONFIG_FILE, check_resumable, fingerprint, finished_seed, resolved_config
+from .seeds import averaging_summary, run_seed
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_TYPES = {"single_label": "single_label_classification", "multi_label": "multi_label_classification"}
+
+
+def load_tokenizer_and_config(task_args: TaskArguments, task: Task):
+    """(resolved model path, tokenizer, config for the task)."""
+    source = resolve_model_path(task_args.model_name_or_path)
+    at = tokenizer_source(source, task_args.tokenizer_name)
+    tokenizer = load_tokenizer(at, shown=source)
+    if task.task_type == "token" and getattr(tokenizer, "add_prefix_space", True) is False:
+        # Byte-level BPE (RoBERTa, GPT-2) spells a word differently after a space; words of a sentence are.
+        tokenizer = load_tokenizer(at, shown=source, add_prefix_space=True)
+    config = load_config(
+        source,
+        num_labels=len(task.labels),
+        id2label=dict(enumerate(task.labels)),
+        label2id=task.label2id,
+        problem_type=PROBLEM_TYPES.get(task.task_type),
+    )
+    if getattr(config, "pad_token_id", None) is None:
+        config.pad_token_id = tokenizer.pad_token_id
+    if task.task_type == "token" and not getattr(tokenizer, "is_fast", False):
+        raise UsageError(f"{source}: token classification needs a fast tokenizer (to map sub-tokens to words)")
+    return source, tokenizer, config
+
+
+def load_seeded_model(task: Task, source: str, config, seed: int, args: FinetuningArguments | None = None):
+    """The checkpoint with a task head whose initialisation `seed` fixes; a broken checkpoint is a UsageError.
+
+    From an adapter directory: its base model with the adapter merged in (this in-memory copy only). With
+    `--adapter lora` in `args`: wrapped in a fresh task adapter, under which everything loaded stays frozen."""
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+    auto = AutoModelForTokenClassification if task.task_type == "token" else AutoModelForSequenceClassification
+    set_seed(seed)
+    model, info = load_pretrained(auto, source, config=config, ignore_mismatched_sizes=True)
+    if not info["missing_keys"] and not info.get("mismatched_keys"):
+        logger.warning(
+            "%s already holds a %d-label head: it is fine-tuned further, not initialised afresh",
+            source,
+            len(task.labels),
+        )
+    if args is not None and args.uses_adapter:
+        from ..adapters import add_task_adapter
+
+        mismatched = {key if isinstance(key, str) else key[0] for key in info.get("mismatched_keys") or []}
+        model = add_task_adapter(model, args, task.task_type, set(info["missing_keys"]) | mismatched)
+    return model
+
+
+def adapter_record(source: str, model) -> dict | None:
+    """For results.json: the domain adapter merged in (if the model was one) and the task adapter (if any)."""
+    from ..adapters import adapter_report
+
+    domain = read_adapter(source) if os.path.isdir(source) else None
+    task = adapter_report(model) if model is not None and is_adapter_model(model) else None
+    if domain is None and task is None:
+        return None
+    return {"domain": {"path": domain.path, "base": domain.base} if domain else None, "task": task}
+
+
+def read_task(task_args: TaskArguments, args: FinetuningArguments) -> Task:
+    columns = dict(
+        text_column=task_args.text_column,
+        label_column=task_args.label_column,
+        text_pair_column=task_args.text_pair_column,
+        label_separator=task_args.label_separator,
+    )
+    task = load_task(
+        task_args.train_file, task_args.validation_file, task_args.test_file, task_args.task_type, **columns
+    )
+    if task.task_type == "token" and task_args.text_pair_column:
+        raise UsageError("--text_pair_column is for sequence tasks, not token classification")
+    if task_args.validation_limit:
+        # A fixed draw (seed 0), so every seed and every run being compared is scored on the same dev examples.
+        task.dev = task.dev.subset(stratified_sample(task.dev.labels, task_args.validation_limit, seed=0))
+    selection_metric(task, args)  # an unknown metric fails now, not after the first epoch
+    return task
+
+
+def encode_splits(task: Task, task_args: TaskArguments, tokenizer, config) -> tuple[dict[str, Encoded], int]:
+    """({split: encoded examples}, the sequence length they were cut to)."""
+    limit = getattr(config, "max_position_embeddings", None) or 512
+    if tokenizer.model_max_length < 1_000_000:  # "no limit" is a huge sentinel; RoBERTa's 514 positions hold 512
+        limit = min(limit, tokenizer.model_max_length)
+    max_length = task_args.max_seq_length or min(512, limit)
+    if not 2 < max_length <= limit:
+        raise UsageError(f"--max_seq_length {max_length}: the model takes 3 to {limit} tokens")
+    splits = {"train": task.train, "dev": task.dev, "test": task.test}
+    return {name: encode(task, split, tokenizer, max_length) for name, split in splits.items() if split}, max_length
+
+
+def collect(
+    task: Task, task_args, args, records: list[SeedResult], encoded, max_length: int, adapter
+) -> FinetuneResults:
+    metric_names = list(METRICS[task.task_type])
+    return FinetuneResults(
+        task_type=task.task_type,
+        model=task_args.model_name_or_path,
+        labels=task.labels,
+        primary_metric=selection_metric(task, args),
+        metrics=metric_names,
+        train_file=task.train.describe(),
+        validation_file=task.dev.describe(),
+        test_file=task.test.describe() if task.test else None,
+        max_seq_length=max_length,
+        truncated={name: enc.truncated for name, enc in encoded.items()},
+        seeds=records,
+        aggregate={
+            split: {m: aggregate([getattr(r, split)[m] for r in records]) for m in metric_names}
+            for split in ("dev", "test")
+            if getattr(records[0], split) is not None
+        },
+        averaging=averaging_summary(records, metric_names),
+        adapter=adapter,
+    )
+
+
+def run_finetune(task_args: TaskArguments, args: FinetuningArguments) -> FinetuneResults:
+    """Fine-tune over the seeds; returns the record written to `output_dir/results.json`."""
+    seeds = validate(task_args, args)
+    if task_args.resume:
+        check_resumable(task_args, args)
+    else:
+        check_output_dir(args.output_dir, args.overwrite_output_dir)
+    started = time.time()
+    task = read_task(task_args, args)
+    source, tokenizer, config = load_tokenizer_and_config(task_args, task)
+    encoded, max_length = encode_splits(task, task_args, tokenizer, config)
+    logger.info(
+        "%s task, %d labels; %d train / %d dev / %s test examples; seeds %s",
+        task.task_type, len(task.labels), len(task.train), len(task.dev), len(task.test) if task.test else "no",
+        ", ".join(map(str, seeds)),
+    )  # fmt: skip
+    key = fingerprint(task_args, args, task)
+    earlier = {seed: finished_seed(args.output_dir, seed, key) if task_args.resume else None for seed in seeds}
+    pending = [seed for seed in seeds if earlier[seed] is None]
+    # The first model is loaded before anything is written, so a broken checkpoint leaves no half-made directory.
+    model = load_seeded_model(task, source, config, pending[0], args) if pending else None
+    adapter = adapter_record(source, model)
+    os.makedirs(args.output_dir, exist_ok=True)
+    write_json(os.path.join(args.output_dir, CONFIG_FILE), resolved_config(task_args, args))
+    records = []
+    for i, seed in enumerate(seeds, start=1):
+        if earlier[seed] is not None:
+            logger.info("Seed %d (%d of %d): finished earlier, reusing its result", seed, i, len(seeds))
+            records.append(earlier[seed])
+            continue
+        logger.info("Seed %d (%d of %d)", seed, i, len(seeds))
+        model = model if seed == pending[0] else load_seeded_model(task, source, config, seed, args)
+        records.append(run_seed(seed, task, model, tokenizer, encoded, task_args, args, args.output_dir, key))
+        model = None  # free it before the next seed loads
+    results = collect(task, task_args, args, records, encoded, max_length, adapter)
+    results.wall_seconds = round(time.time() - started, 1)
+    results.save(args.output_dir)
+    write_finetune_readme(args.output_dir, results, args)
+    logger.info("\n%s", "\n".join(results_table(results)))
+    return results

@@ -1,0 +1,90 @@
+"""The Trainer of fine-tuning: the standard loop, plus an adversarial pass per step and the averaged weights
+evaluated beside the raw ones; and the callback that keeps the best epoch's weights."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import torch
+from transformers import Trainer, TrainerCallback
+
+from ..averaging import WeightAverage
+
+
+class BestEpoch(TrainerCallback):
+    """Keep the weights of the best dev evaluation in memory and stop after `patience` evaluations without gain.
+
+    With weight averaging the averaged weights are scored (`FinetuneTrainer.evaluation_loop`), so they choose the best
+    epoch and they are the weights kept."""
+
+    def __init__(
+        self,
+        metric: str,
+        patience: int,
+        greater_is_better: bool | None = None,
+        averager: WeightAverage | None = None,
+    ):
+        self.metric = metric
+        self.patience = patience
+        if greater_is_better is None:
+            greater_is_better = metric != "loss"  # the dev loss is the one metric where lower is better
+        self.sign = 1.0 if greater_is_better else -1.0
+        self.best: float | None = None
+        self.best_epoch: float | None = None
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_metrics: dict | None = None
+        self.averager = averager
+        self.evaluations_without_gain = 0
+
+    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+        value = self.sign * metrics[f"eval_{self.metric}"]
+        value = -math.inf if math.isnan(value) else value  # a diverged evaluation never counts as the best
+        if self.best is None or value > self.best:
+            self.best, self.best_epoch, self.best_metrics = value, state.epoch, dict(metrics)
+            with self.averager.swapped_in(model) if self.averager else contextlib.nullcontext():
+                self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            self.evaluations_without_gain = 0
+        else:
+            self.evaluations_without_gain += 1
+            if self.patience and self.evaluations_without_gain >= self.patience:
+                control.should_training_stop = True
+
+    def restore(self, model) -> None:
+        if self.best_state is not None:
+            model.load_state_dict(self.best_state)
+
+
+class FinetuneTrainer(Trainer):
+    """A Trainer that adds an adversarial pass to each step and, with weight averaging, evaluates the averaged
+    weights beside the raw ones."""
+
+    def __init__(self, *args, adversary=None, averager: WeightAverage | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.adversary = adversary
+        self.averager = averager
+        # Classification heads accept **kwargs but ignore num_items_in_batch, so the Trainer must scale the loss for
+        # gradient accumulation itself (huggingface/transformers#47688).
+        self.model_accepts_loss_kwargs = False
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        earlier = self.adversary.gradient_snapshot() if self.adversary is not None else None
+        loss = super().training_step(model, dict(inputs), num_items_in_batch)
+        if self.adversary is not None and self.adversary.attack(earlier):
+            super().training_step(model, dict(inputs), num_items_in_batch)  # its gradient adds to the clean one
+            self.adversary.restore()
+        return loss  # the clean loss: the adversarial pass is logged nowhere
+
+    def evaluation_loop(
+        self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"
+    ):
+        """With weight averaging, the scores (eval_*) are the averaged weights' and the raw weights' come beside them
+        (raw_eval_*); until the first update of the average the raw weights are all there is."""
+        loop = super().evaluation_loop
+        if self.averager is None or not self.averager.ready:
+            return loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+        raw = loop(dataloader, description, prediction_loss_only, ignore_keys, f"raw_{metric_key_prefix}")
+        with self.averager.swapped_in(self.model):
+            output = loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+        output.metrics.update(raw.metrics)
+        return output

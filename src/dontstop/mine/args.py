@@ -1,0 +1,80 @@
+"""The options of `dontstop mine`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..ngrams import ENTRY_BYTES
+
+
+@dataclass
+class MineArguments:
+    corpus: list[str] | None = field(
+        default=None,
+        metadata={"help": "The domain corpus NAME=PATH (any format pretrain reads); repeat to mine several together.",
+                  "action": "extend", "path": "named"},
+    )  # fmt: skip
+    against: list[str] | None = field(
+        default=None,
+        metadata={"help": "General corpora NAME=PATH to rank against (domain specificity); repeatable.",
+                  "action": "extend", "path": "named"},
+    )  # fmt: skip
+    output_dir: str | None = field(
+        default=None, metadata={"help": "Where words.tsv and the dictionaries go.", "fingerprint": False}
+    )
+    language: str = field(
+        default="auto",
+        metadata={
+            "help": "chinese: character n-grams; words: word n-grams (space-delimited text); auto: chinese when at "
+            "least 30%% of the letters of a sample are Han.",
+            "choices": ["auto", "chinese", "words"],
+        },
+    )
+    text_column: str = field(default="text", metadata={"help": "Column holding the text in jsonl/csv/parquet files."})
+    max_len: int = field(default=6, metadata={"help": "chinese: longest candidate, in characters."})
+    max_words: int = field(default=4, metadata={"help": "words: longest phrase, in words."})
+    min_freq: int = field(default=5, metadata={"help": "Fewest occurrences of a candidate."})
+    min_cohesion: float = field(
+        default=3.0, metadata={"help": "Lowest cohesion: PMI of the weakest split, in nats (3.0 = 20x chance)."}
+    )
+    min_entropy: float = field(
+        default=1.0, metadata={"help": "Lowest left and right branching entropy, in nats (1.0 = e neighbours)."}
+    )
+    cohesion_cap: float = field(
+        default=8.0, metadata={"help": "Cohesion counts in the score up to this many nats (rare strings of rare "
+                                       "characters have huge PMI)."}
+    )  # fmt: skip
+    length_penalty: float = field(
+        default=0.5,
+        metadata={
+            "help": "The score is divided by the candidate's length (characters or words) to this power: longer "
+            "strings gain cohesion and lose frequency by construction. 0 favours compounds and names."
+        },
+    )
+    min_domain_ratio: float = field(
+        default=1.0, metadata={"help": "With --against: drop candidates no more frequent here than there (ratio)."}
+    )
+    top: int | None = field(default=None, metadata={"help": "Write only the best N candidates (default: all)."})
+    only_new: bool = field(
+        default=False, metadata={"help": "Leave out the words already in a base dictionary (see --base_dict)."}
+    )
+    base_dict: list[str] | None = field(
+        default=None,
+        metadata={"help": "Dictionaries (one word per line, or jieba's 'word freq tag') whose words are flagged "
+                  "in_base_dict (default for chinese: jieba's own dictionary).", "action": "extend", "path": "file"},
+    )  # fmt: skip
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "words: also report single words its tokenizer splits into many pieces.", "path": "model"},
+    )
+    min_pieces: int = field(default=3, metadata={"help": "With a model: pieces a single word must split into."})
+    workers: int = field(default=1, metadata={"help": "Processes counting shards in parallel.", "fingerprint": False})
+    shard_chars: int = field(default=1_000_000, metadata={"help": "Characters of text per shard (memory per worker)."})
+    max_entries: int = field(
+        default=10_000_000,
+        metadata={"help": f"Most n-grams held ({ENTRY_BYTES} bytes each); beyond it, lossy counting prunes."},
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Write into a non-empty --output_dir (never done without this flag).", "fingerprint": False},
+    )

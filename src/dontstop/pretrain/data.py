@@ -1,0 +1,111 @@
+"""The examples `dontstop pretrain` trains and evaluates on: tokenized (cached) corpora cut into packed blocks or
+line-by-line examples, held-out sets split off by document, a streamed corpus, or domain text with general text
+replayed into it; and what the model card says of each corpus."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ..errors import UsageError
+from ..masking import EpochIndexed
+from ..replay import ReplayMix
+from ..tokenization import LineByLine, PackedBlocks, StreamingBlocks, TokenizedCorpus, split_documents, tokenize_corpus
+from .args import DataArguments
+
+
+@dataclass
+class Datasets:
+    train: object  # EpochIndexed, ReplayMix or StreamingBlocks
+    eval: dict[str, EpochIndexed]  # held-out set name -> examples
+    stats: dict = field(default_factory=lambda: {"train": [], "eval": {}})  # corpora, for the model card
+
+    def describe(self, role: str, name: str | None, path: str, corpus: TokenizedCorpus | None) -> None:
+        entry = {"path": path, "documents": corpus.num_documents if corpus else None,
+                 "tokens": corpus.num_tokens if corpus else None}  # fmt: skip
+        if role == "train":
+            self.stats["train"].append(entry)
+        elif role == "eval":
+            self.stats["eval"][name] = entry
+        else:
+            self.stats[role] = entry
+
+
+class DatasetBuilder:
+    """Builds the `Datasets` of one run from its data options, the tokenizer and the block layout."""
+
+    def __init__(self, data_args: DataArguments, tokenizer, framing, max_seq_length: int, seed: int, boundaries=None):
+        self.args = data_args
+        self.tokenizer = tokenizer
+        self.framing = framing
+        self.max_seq_length = max_seq_length
+        self.seed = seed
+        self.boundaries = boundaries
+        self.kind = LineByLine if data_args.line_by_line else PackedBlocks
+
+    def tokenize(self, path: str, text_column: str | None = None) -> TokenizedCorpus:
+        a = self.args
+        return tokenize_corpus(
+            path, self.tokenizer, text_column or a.text_column, a.preprocessing_num_workers, a.data_cache_dir,
+            self.boundaries,
+        )  # fmt: skip
+
+    def examples(self, corpus: TokenizedCorpus, limit: bool = False):
+        dataset = self.kind(corpus, self.framing, self.max_seq_length)
+        if limit and self.args.max_eval_samples and len(dataset) > self.args.max_eval_samples:
+            return torch.utils.data.Subset(dataset, range(self.args.max_eval_samples))
+        return dataset
+
+    def hold_out(self, datasets: Datasets, corpus: TokenizedCorpus, name: str, what: str, option: str):
+        """Split off --validation_split_percentage of the corpus's documents (seeded) as the eval set `name`; the
+        rest, to train on."""
+        percentage = self.args.validation_split_percentage
+        try:
+            corpus, held_out = split_documents(corpus, percentage, self.seed)
+        except ValueError as e:
+            raise UsageError(f"{option}: {e}") from None
+        datasets.eval[name] = EpochIndexed(self.examples(held_out, limit=True))
+        datasets.describe("eval", name, f"{percentage}% of the {what} documents", held_out)
+        return corpus
+
+    def build(self, batch_size: int) -> Datasets:
+        a = self.args
+        datasets = Datasets(train=None, eval={})
+        if a.streaming:
+            datasets.train = StreamingBlocks(
+                a.train_file, self.tokenizer, self.framing, self.max_seq_length, batch_size, a.text_column,
+                self.boundaries,
+            )  # fmt: skip
+            for path in a.train_file:
+                datasets.describe("train", None, path, None)
+        else:
+            datasets.train = self.in_memory_training_set(datasets)
+        named = [("validation", a.validation_file)] if a.validation_file else []
+        for name, path in named + [(n.name, n.path) for n in a.named_eval_files]:
+            corpus = self.tokenize(path)
+            datasets.eval[name] = EpochIndexed(self.examples(corpus, limit=True))
+            datasets.describe("eval", name, path, corpus)
+        return datasets
+
+    def in_memory_training_set(self, datasets: Datasets):
+        a = self.args
+        corpora = []
+        for path in a.train_file:
+            corpora.append(self.tokenize(path))
+            datasets.describe("train", None, path, corpora[-1])
+        corpus = TokenizedCorpus.concatenate(corpora)
+        if a.validation_file is None and a.validation_split_percentage > 0:
+            corpus = self.hold_out(datasets, corpus, "validation", "training", "--validation_split_percentage")
+        train = EpochIndexed(self.examples(corpus))
+        if not a.replay_file:
+            return train
+        general = self.tokenize(a.replay_file, a.replay_text_column)
+        # The forgetting measure: part of the general corpus held out by document, unless the user gave one.
+        if "general" not in [n.name for n in a.named_eval_files] and a.validation_split_percentage > 0:
+            general = self.hold_out(datasets, general, "general", "replay", f"--replay_file {a.replay_file}")
+        datasets.describe("replay", None, a.replay_file, general)
+        datasets.stats["replay"]["ratio"] = a.replay_ratio
+        mix = ReplayMix(train.dataset, self.examples(general), a.replay_ratio, self.seed)
+        mix.log_plan(a.replay_file)
+        return mix

@@ -1,0 +1,250 @@
+"""A pretraining run, step by step: load the model, build the data and the trainer, train, save."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+
+from transformers import set_seed
+
+from ..adapters import save_merged
+from ..averaging import pretrain_report
+from ..errors import UsageError
+from ..masking import CausalLMCollator, EpochIndexed, MaskedLMCollator
+from ..models import MERGED_DIR, LanguageModel, load_language_model
+from ..outputs import write_json
+from ..records import PretrainMetrics, eval_values
+from ..replay import ReplayMix
+from ..tokenization import Framing
+from .args import (
+    DataArguments,
+    MaskingArguments,
+    ModelArguments,
+    PretrainingArguments,
+    checkpoint_to_resume,
+    validate,
+    vocab_extension,
+)
+from .card import write_model_card
+from .data import DatasetBuilder, Datasets
+from .freezing import Freezing, derived_head_warmup_steps
+from .trainer import PretrainTrainer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Model:
+    """The loaded model, ready to train: adapter-wrapped if asked, with what its warm-ups need."""
+
+    lm: LanguageModel
+    added_ids: list[int]  # rows `dontstop vocab extend` added
+    adapter: object | None = None  # adapters.PretrainingAdapter
+
+
+def load(model_args: ModelArguments, training_args: PretrainingArguments) -> Model:
+    set_seed(training_args.seed)  # before loading: --seed must also fix the initialisation of any new head
+    lm = load_language_model(
+        model_args.model_name_or_path, model_args.config_name, model_args.tokenizer_name, model_args.objective
+    )
+    added_ids, untrained = vocab_extension(model_args)
+    # `dontstop vocab extend` of a checkpoint without an MLM head saved a fresh head: it still needs its warm-up.
+    lm.new_params |= {name for name, _ in lm.model.named_parameters() if name in untrained}
+    if added_ids and max(added_ids) >= lm.model.get_input_embeddings().weight.shape[0]:
+        raise UsageError(f"{model_args.model_name_or_path}: dontstop_vocab.json names token ids the model lacks")
+    model = Model(lm, added_ids)
+    if training_args.uses_adapter:
+        from ..adapters import add_pretraining_adapter
+
+        model.adapter = add_pretraining_adapter(lm.model, training_args, lm.objective, lm.new_params, added_ids)
+        lm.model, lm.new_params = model.adapter.model, model.adapter.new_params
+    return model
+
+
+def sequence_length(data_args: DataArguments, lm: LanguageModel) -> int:
+    model_max = getattr(lm.model.config, "max_position_embeddings", 512)
+    return data_args.max_seq_length or min(512, lm.tokenizer.model_max_length, model_max)
+
+
+def collator(lm: LanguageModel, masking_args: MaskingArguments, seed: int):
+    if lm.objective != "mlm":
+        return CausalLMCollator(lm.tokenizer.pad_token_id)
+    return MaskedLMCollator.from_tokenizer(
+        lm.tokenizer,
+        lm.model.config.vocab_size,
+        seed=seed,
+        masking=masking_args.spec(),
+        mlm_probability=masking_args.mlm_probability,
+        mask_replace_prob=masking_args.mask_replace_prob,
+        random_replace_prob=masking_args.random_replace_prob,
+    )
+
+
+def planned_steps(training_args: PretrainingArguments, train, batch: int) -> int:
+    if training_args.max_steps > 0:
+        return training_args.max_steps
+    per_epoch = math.ceil(len(train) / (batch * max(1, training_args.world_size)))
+    return per_epoch * math.ceil(training_args.num_train_epochs)
+
+
+def freezing(model: Model, model_args: ModelArguments, steps: int, evaluates: bool) -> Freezing | None:
+    """The warm-ups this run needs (see freezing.py), or None."""
+    lm = model.lm
+    head_steps = 0
+    if lm.new_params and not model_args.config_name:
+        head_steps = derived_head_warmup_steps(model_args.head_warmup_steps, steps)
+        if head_steps:
+            derived = "" if model_args.head_warmup_steps is not None else " (derived: 10%, at most 500)"
+            logger.info(
+                "Checkpoint lacks %d head tensors: head warm-up for %d of %d steps%s",
+                len(lm.new_params), head_steps, steps, derived,
+            )  # fmt: skip
+    rows_steps = model_args.train_new_embeddings_only_steps
+    if not head_steps and not rows_steps:
+        return None
+    rows, whole = (model.adapter.token_rows, model.adapter.whole_rows) if model.adapter else (None, None)
+    if rows_steps and rows is None:
+        from ..vocab.rows import token_row_parameters
+
+        rows = token_row_parameters(lm.model)
+    return Freezing(
+        lm.model, lm.new_params, head_steps, rows, model.added_ids, rows_steps, whole, evaluate_after_head=evaluates
+    )
+
+
+def build_trainer(model: Model, arguments, data: Datasets, callbacks: list) -> tuple[PretrainTrainer, Freezing | None]:
+    model_args, data_args, masking_args, training_args = arguments
+    batch = training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
+    freeze = freezing(model, model_args, planned_steps(training_args, data.train, batch), bool(data.eval))
+    averager = training_args.averager()
+    callbacks = list(callbacks) + [c for c in (freeze, averager) if c is not None]
+    if data.eval and training_args.eval_steps and training_args.eval_strategy == "no":
+        training_args.eval_strategy = "steps"  # --eval_steps alone means: evaluate every that many steps
+    trainer = PretrainTrainer(
+        model=model.lm.model,
+        args=training_args,
+        train_dataset=data.train,
+        eval_dataset=data.eval or None,
+        data_collator=collator(model.lm, masking_args, training_args.seed),
+        processing_class=model.lm.tokenizer,
+        callbacks=callbacks,
+        objective=model.lm.objective,
+        prefer_masked_only_head=model_args.masked_only_head,
+        sampler_lengths=data.train.lengths()
+        if data_args.line_by_line and isinstance(data.train, EpochIndexed)
+        else None,
+        averager=averager,
+    )
+    return trainer, freeze
+
+
+def train(trainer: PretrainTrainer, model: Model, data: Datasets, freeze, checkpoint, replay_file) -> PretrainMetrics:
+    """Evaluate, train, evaluate again; the record of it all."""
+    metrics = PretrainMetrics(objective=model.lm.objective)
+    if data.eval and not checkpoint:
+        metrics.before = trainer.evaluate()
+    metrics.train = trainer.train(resume_from_checkpoint=checkpoint).metrics
+    if isinstance(data.train, ReplayMix):
+        drawn = trainer.args.train_batch_size * max(1, trainer.args.world_size)
+        usage = data.train.report(trainer.state.epoch, trainer._get_train_sampler(), examples_per_batch=drawn)
+        metrics.replay = {"file": replay_file, **usage}
+    if freeze is not None and freeze.head_steps:
+        metrics.head_warmup = {
+            "steps": freeze.head_steps,
+            "new_parameters": sorted(model.lm.new_params),
+            "eval_after_warmup": freeze.metrics_after_head,
+        }
+    if freeze is not None and freeze.rows_steps:
+        metrics.new_embeddings_only = {
+            "steps": freeze.rows_steps,
+            "new_tokens": len(model.added_ids),
+            "tensors": sorted(freeze.rows),
+        }
+    if data.eval:
+        metrics.after = trainer.evaluate()
+    if trainer.averager is not None:  # takes the averaged weights' final metrics out of metrics.after
+        metrics.averaged = pretrain_report(trainer.averager, metrics.after, list(data.eval))
+    metrics.history = trainer.state.log_history
+    return metrics
+
+
+def save(trainer: PretrainTrainer, model: Model, arguments, metrics: PretrainMetrics, corpus_stats: dict) -> None:
+    """The weights, and beside them directories that stand alone: the averaged weights, a merged adapter; each with
+    the run's config, metrics and a model card of its own."""
+    training_args = arguments[3]
+    out, merge, averager = training_args.output_dir, training_args.merge_adapter, trainer.averager
+    trainer.restore_forward()
+    trainer.save_model(out)
+    cards = [(out, {})]  # directory -> what its card says of its weights
+    if averager is not None and averager.ready:
+        averaged_dir = os.path.join(out, averager.name)
+        with averager.swapped_in(trainer.model):
+            trainer.save_model(averaged_dir)
+            if merge and trainer.is_world_process_zero():
+                save_merged(trainer.model, model.lm.tokenizer, os.path.join(averaged_dir, MERGED_DIR))
+                cards.append((os.path.join(averaged_dir, MERGED_DIR), {"weights": averager.name, "merged": True}))
+        cards.append((averaged_dir, {"weights": averager.name}))
+    if merge and trainer.is_world_process_zero():
+        save_merged(trainer.model, model.lm.tokenizer, os.path.join(out, MERGED_DIR))
+        cards.append((os.path.join(out, MERGED_DIR), {"merged": True}))
+    if not trainer.is_world_process_zero():
+        return
+    resolved = {name: asdict(a) for name, a in zip(("model", "data", "masking"), arguments[:3], strict=True)}
+    resolved["training"] = training_args.to_dict()
+    for directory, card in cards:
+        write_json(os.path.join(directory, "dontstop_config.json"), resolved)
+        metrics.save(directory)
+        write_model_card(directory, arguments, metrics, corpus_stats, **card)
+
+
+def run_pretrain(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    masking_args: MaskingArguments,
+    training_args: PretrainingArguments,
+    callbacks: list | None = None,
+) -> PretrainMetrics:
+    """Continue pretraining; returns the record written to `output_dir/metrics.json`."""
+    arguments = (model_args, data_args, masking_args, training_args)
+    validate(model_args, data_args, training_args)
+    checkpoint = checkpoint_to_resume(training_args)
+    boundaries = masking_args.boundaries()
+    if boundaries is not None:
+        boundaries.check()
+    started = time.time()
+    model = load(model_args, training_args)
+    if boundaries is not None and model.lm.objective != "mlm":
+        raise UsageError(
+            f"--masking {masking_args.masking} is for masked LMs; this model trains with {model.lm.objective}"
+        )
+    max_seq_length = sequence_length(data_args, model.lm)
+    batch = training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
+    builder = DatasetBuilder(
+        data_args, model.lm.tokenizer, Framing.from_tokenizer(model.lm.tokenizer), max_seq_length, training_args.seed,
+        boundaries,
+    )  # fmt: skip
+    data = builder.build(batch)
+    size = len(data.train) if hasattr(data.train, "__len__") else "streamed"
+    logger.info("Objective %s; %s training examples of up to %d tokens", model.lm.objective, size, max_seq_length)
+    trainer, freeze = build_trainer(model, arguments, data, callbacks or [])
+    metrics = train(trainer, model, data, freeze, checkpoint, data_args.replay_file)
+    metrics.max_seq_length = max_seq_length
+    metrics.wall_seconds = round(time.time() - started, 1)
+    if model.adapter is not None:
+        metrics.adapter = {**model.adapter.report, "merged": MERGED_DIR if training_args.merge_adapter else None}
+    save(trainer, model, arguments, metrics, data.stats)
+    summarize(metrics)
+    return metrics
+
+
+def summarize(metrics: PretrainMetrics) -> None:
+    before = eval_values(metrics.before)
+    for name, loss in sorted(eval_values(metrics.after).items()):
+        was = before.get(name)
+        logger.info(
+            "Held-out %s %s loss: %s -> %.4f",
+            name, metrics.objective.upper(), f"{was:.4f}" if was is not None else "n/a", loss,
+        )  # fmt: skip
