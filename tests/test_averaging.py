@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from conftest import pretrain_args, synthetic_documents, write_jsonl
-from helpers import finetune_args, pretrain, run_cli, separable_task, weights, write_rows
+from helpers import StopAt, finetune_args, pretrain, run_cli, separable_task, weights, write_rows
 from transformers import AutoModelForMaskedLM, AutoTokenizer, TrainerCallback
 
 from dontstop.averaging import SWACallback, parse_swa_start
@@ -38,15 +38,6 @@ class Recorder(TrainerCallback):
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         self.parameters[state.global_step] = {n: p.detach().clone() for n, p in model.named_parameters()}
-
-
-class StopAt(TrainerCallback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            control.should_training_stop = True
 
 
 def test_swa_start_is_a_step_or_a_fraction():
