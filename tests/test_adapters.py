@@ -339,7 +339,7 @@ def test_finetune_stacks_a_task_adapter_on_the_domain_adapter(
 
     def keep(*args, **kwargs):
         loaded.append(load(*args, **kwargs))
-        return loaded[-1]
+        return loaded[-1]  # (model, names initialised afresh)
 
     monkeypatch.setattr(finetune, "load_seeded_model", keep)
     out = tmp_path / "ft"
@@ -348,7 +348,7 @@ def test_finetune_stacks_a_task_adapter_on_the_domain_adapter(
     assert file_hashes(domain) == before  # the domain adapter's files were only read
 
     # Under the task adapter, the encoder is the base with the domain adapter merged in, and stays so.
-    (model,) = loaded
+    ((model, _),) = loaded
     reference = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
     reference = dict(merge_domain_adapter(reference, DomainAdapter(domain, tiny_bert)).named_parameters())
     plain = dict(AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2).named_parameters())
@@ -387,7 +387,7 @@ def test_full_finetuning_from_an_adapter_directory_starts_from_the_merged_weight
     files = {"train": write_rows(tmp_path / "t.jsonl", separable_task(8, 0))}
     task = load_task(files["train"], files["train"], None, "auto", text_column="text", label_column="label")
     source, _, config = load_tokenizer_and_config(TaskArguments(model_name_or_path=domain), task)
-    model = load_seeded_model(task, source, config, 3, FinetuningArguments(output_dir=str(tmp_path / "o")))
+    model, _ = load_seeded_model(task, source, config, 3, FinetuningArguments(output_dir=str(tmp_path / "o")))
     assert type(model).__name__ == "BertForSequenceClassification" and all(p.requires_grad for p in model.parameters())
     adapted = PeftModel.from_pretrained(AutoModelForMaskedLM.from_pretrained(tiny_bert), domain).merge_and_unload()
     query = "encoder.layer.1.attention.self.value.weight"

@@ -225,3 +225,43 @@ def test_a_model_directory_is_fingerprinted_by_content_not_by_its_documentation(
     assert file_fingerprint(str(model)) == before  # documentation does not change what the model computes
     (model / "config.json").write_text('{"num_hidden_layers": 8}')  # the same size, another model
     assert file_fingerprint(str(model)) != before
+
+
+def test_checkpoints_and_train_limits_plan_the_curves(tiny_bert, tmp_path):
+    finetune = {"seeds": 2, "num_train_epochs": 1, "train_limits": ["4/class", 30, "all"]}
+    arms = ["baseline", {"name": "dapt", "checkpoints": [0.25, 0.5, 1.0]}]
+    plan = load_experiment(experiment_yaml(tmp_path, tiny_bert, arms=arms, finetune=finetune), str(tmp_path / "o"))
+    baseline, dapt = plan.arms
+    assert dapt.chain[0].options["snapshots"] == [0.25, 0.5]
+    assert [(f, s.options["model_name_or_path"].path) for f, s, _ in dapt.budget] == [
+        (0.25, "snapshot-0.25"),
+        (0.5, "snapshot-0.5"),
+    ]
+    assert [size for size, _ in dapt.sizes] == [size for size, _ in baseline.sizes] == ["4/class", "30", "all"]
+    options = [stage.options for _, stage in dapt.sizes]
+    assert [(o["train_limit"], o["train_limit_per_class"]) for o in options] == [(None, 4), (30, None), (None, None)]
+    for bad, message in ((["4/klass"], "'4/klass' is not a size"), ([0], "0 is not a size")):
+        finetune = {"seeds": 2, "train_limits": bad}
+        with pytest.raises(UsageError, match=message):
+            load_experiment(experiment_yaml(tmp_path, tiny_bert, finetune=finetune), str(tmp_path / "o"))
+    with pytest.raises(UsageError, match=r"arms\[0\] \(baseline\): checkpoints: needs a pretraining stage"):
+        load_experiment(experiment_yaml(tmp_path, tiny_bert, arms=[{"name": "baseline", "checkpoints": [0.5]}]))
+
+
+@pytest.mark.slow
+def test_budget_and_label_curves_run_and_are_reported(tiny_bert, tmp_path):
+    from dontstop.records import FinetuneResults
+
+    finetune = {"seeds": 2, "num_train_epochs": 1, "max_seq_length": 32, "learning_rate": 3e-3,
+                "per_device_train_batch_size": 8, "train_limits": ["4/class", "all"]}  # fmt: skip
+    arms = ["baseline", {"name": "dapt", "checkpoints": [0.5, 1.0]}]
+    path = experiment_yaml(tmp_path, tiny_bert, arms=arms, finetune=finetune, inspect=False)
+    out = tmp_path / "run"
+    summary = run_experiment(load_experiment(path, str(out)))
+    dapt = summary.arm("dapt")
+    (point,) = dapt.budget
+    assert point.fraction == 0.5 and point.steps == 3 and point.tokens > 0 and point.lm_eval["domain"] > 0
+    assert FinetuneResults.load(dapt.sizes[0].finetune_dir).seeds[0].train_examples == 8  # 4 of each of 2 labels
+    markdown = (out / "report.md").read_text()
+    assert "## Pretraining budget" in markdown and "## Labels" in markdown
+    assert (out / "budget.png").exists() and (out / "labels.png").exists()

@@ -125,3 +125,28 @@ def test_inspect_measures_a_decoder_with_its_causal_loss(tiny_gpt2, tmp_path):
     assert main(["inspect", *args, "--eval_blocks", "4", "--batch_size", "4", "--max_seq_length", "32"]) == 0
     model = json.loads((out / "similarity.json").read_text())["corpora"][1]["model"]
     assert model["objective"] == "clm" and model["lm_head"] == "checkpoint" and model["lm_loss"] > 0
+
+
+def test_a_domain_corpus_far_from_the_task_is_called_so(tiny_bert, tmp_path):
+    """A domain corpus far from general text reads as "DAPT likely pays" against general text alone; beside the
+    task's own text, which it does not resemble, the recommendation says to select from it or find another."""
+    from dontstop.cli import main
+
+    general = write_jsonl(tmp_path / "general.jsonl", synthetic_documents(80, seed=1))
+    domain = write_jsonl(tmp_path / "domain.jsonl", [HAN[i : i + 12] for i in range(0, 40)])
+    task = write_jsonl(tmp_path / "task.jsonl", synthetic_documents(60, seed=3))
+    out = tmp_path / "inspect"
+    args = ["--corpus", f"general={general}", "--corpus", f"domain={domain}", "--corpus", f"task={task}"]
+    args += ["--model_name_or_path", tiny_bert, "--output_dir", str(out), "--probe_steps", "4"]
+    args += ["--eval_blocks", "4", "--batch_size", "4", "--max_seq_length", "32", "--head_warmup_steps", "0"]
+    assert main(["inspect", *args]) == 0
+    report = json.loads((out / "similarity.json").read_text())
+    assert report["task"] == "task"
+    line = next(line for line in report["recommendation"] if line.startswith("- **domain**"))
+    assert "far from your task (0.0% top-K overlap with task; 4 probe steps on it lowered" in line
+    assert "select from it (kNN-TAPT) or find a closer one" in line
+    probe = report["probes"]["domain"]
+    assert probe["steps"] == 4 and probe["domain_before"] != probe["domain_after"]
+    assert probe["task_before"] != probe["task_after"]
+    assert "Relevance probes" in (out / "README.md").read_text()
+    assert main(["inspect", *args[:6], "--output_dir", str(tmp_path / "x"), "--probe_steps", "4"]) == 2

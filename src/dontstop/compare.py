@@ -4,11 +4,17 @@
 
 Each directory is the output of `dontstop finetune` (its `results.json`); the first run is the baseline. Per run and
 metric: the mean and sample standard deviation (ddof=1) of the per-seed scores on the chosen split. Per later run:
-the difference of the means against the baseline, with Welch's unequal-variance t-test over the per-seed scores
-(two-sided p-value, Welch–Satterthwaite degrees of freedom, 95% confidence interval of the difference). Seeds are
-treated as independent samples, not paired, even when both runs used the same seeds: a seed fixes the head's
-initialisation and data order, and those interact differently with different starting checkpoints. The test is n/a
-with fewer than 2 seeds on a side, or when neither side varies (the t statistic is undefined).
+the difference of the means against the baseline and its test over seeds (`evidence.py`):
+- paired by seed when both runs drew the same training examples for every seed (the paired design of `dontstop
+  finetune` and `dontstop run`: seed s also fixes the head's initialisation and the data order, so the runs differ
+  only in the checkpoint): the paired t-test, with Wilcoxon's signed-rank test beside it;
+- otherwise Welch's unequal-variance t-test, and a line saying why the seeds could not be paired.
+Each gives a two-sided p-value and a 95% confidence interval of the difference; the p-values of the runs compared
+with the baseline are corrected by Holm's method, and "significant" means the corrected p < 0.05. Where every seed
+wrote its predictions, a paired bootstrap over the test examples (1,000 resamples, seeded) gives the 95% interval of
+the difference in the seed-averaged metric: how much of it the choice of test examples could move. From the observed
+spread: the smallest difference the design detects with 80% power, and the seeds that would detect the observed one.
+The test is n/a with fewer than 2 seeds on a side, or when nothing varies (the t statistic is undefined).
 
 Runs are only comparable on the same task, labels and evaluation file (by sha256); `--allow_different_data` waives
 the file check.
@@ -20,17 +26,14 @@ import argparse
 import json
 import logging
 import os
-import statistics
 from dataclasses import dataclass
 
 from .errors import UsageError
+from .evidence import ALPHA, bootstrap_difference, design_power, holm, paired, welch
 from .records import FinetuneResults
 from .scoring import aggregate, mean_std_percent
 
 logger = logging.getLogger(__name__)
-
-ALPHA = 0.05
-METHOD = "Welch's t-test over seeds (two-sided, unequal variances; seeds are not paired)"
 
 
 @dataclass
@@ -97,56 +100,125 @@ def available_metrics(runs: list[Run], split: str) -> list[str]:
     ]
 
 
-def welch(a: list[float], b: list[float]) -> dict:
-    """Welch's t-test of mean(b) - mean(a): delta, t, df, 95% CI and two-sided p, or p None with the reason."""
-    from scipy import stats
+def pairing(base: Run, run: Run) -> str | None:
+    """None when `run` can be paired with `base` seed by seed (the same seeds, each with the same training draw),
+    else why not."""
+    ours = {seed.seed: seed.draw for seed in base.results.seeds}
+    theirs = {seed.seed: seed.draw for seed in run.results.seeds}
+    if sorted(ours, key=str) != sorted(theirs, key=str):
+        return "different seeds"
+    if any(draw is None for draw in [*ours.values(), *theirs.values()]):
+        return "no training draw recorded"
+    differ = [str(s) for s in ours if ours[s] != theirs[s]]
+    return f"different training draws at seed {', '.join(differ)}" if differ else None
 
-    delta = statistics.fmean(b) - statistics.fmean(a)
-    out = {"delta": delta, "t": None, "df": None, "ci_low": None, "ci_high": None, "p_value": None, "p_note": None}
-    if len(a) < 2 or len(b) < 2:
-        out["p_note"] = "fewer than 2 seeds on a side"
-    elif statistics.variance(a) == 0 and statistics.variance(b) == 0:
-        out["p_note"] = "no variance on either side"
+
+def predictions(run: Run, split: str) -> tuple[list, list[list]] | None:
+    """(gold labels, each seed's predicted labels) from the run's per-seed prediction files, or None without them."""
+    gold, predicted = None, []
+    for seed in run.results.seeds:
+        path = os.path.join(run.dir, f"seed-{seed.seed}", f"predictions_{split}.jsonl")
+        if not os.path.isfile(path):
+            return None
+        with open(path, encoding="utf-8") as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        if gold is not None and [r["label"] for r in rows] != gold:
+            return None
+        gold = [r["label"] for r in rows]
+        predicted.append([r["prediction"] for r in rows])
+    return gold, predicted
+
+
+def compare_metric(base: Run, run: Run, split: str, metric: str, note: str | None) -> dict:
+    """Mean and std of `run`, and the test against `base`: paired when `note` is None, else Welch's."""
+    ours, theirs = base.values(split, metric), run.values(split, metric)
+    if note is None:
+        order = {seed.seed: i for i, seed in enumerate(run.results.seeds)}
+        theirs_paired = [theirs[order[seed.seed]] for seed in base.results.seeds]
+        test = paired(ours, theirs_paired)
+        test["power"] = design_power(ours, theirs_paired, True)
     else:
-        result = stats.ttest_ind(b, a, equal_var=False)
-        ci = result.confidence_interval(confidence_level=1 - ALPHA)
-        out.update(t=float(result.statistic), df=float(result.df), p_value=float(result.pvalue))
-        out.update(ci_low=float(ci.low), ci_high=float(ci.high))
-    out["significant"] = out["p_value"] is not None and out["p_value"] < ALPHA
-    return out
+        test = {**welch(ours, theirs), "pairing_note": note}
+        test["power"] = design_power(ours, theirs, False)
+    return {**aggregate(theirs), **test}
 
 
 def compare_runs(runs: list[Run], split: str = "test", metrics: list[str] | None = None) -> dict:
-    """Per run and metric: mean, std (ddof=1), n and values; per later run, `welch` against the first."""
+    """Per run and metric: mean, std (ddof=1), n and values; per later run, the test against the first (paired when
+    the draws match), its p corrected by Holm's method for the number of runs compared, and the paired bootstrap
+    over test examples where the per-seed predictions are there."""
     available = available_metrics(runs, split)
     unknown = [m for m in metrics or [] if m not in available]
     if unknown:
         raise UsageError(f"unknown metric(s) {', '.join(unknown)} (available: {', '.join(available) or 'none'})")
     metrics = list(metrics or available)
     base = runs[0]
+    gold = predictions(base, split)
     rows = []
     for run in runs:
         seeds = [seed.seed for seed in run.results.seeds]
         row = {"name": run.name, "dir": run.dir, "model": run.results.model, "seeds": seeds, "metrics": {}}
-        if run is not base:
-            row["same_seeds"] = sorted(seeds, key=str) == sorted(rows[0]["seeds"], key=str)
-        for m in metrics:
-            values = run.values(split, m)
-            row["metrics"][m] = aggregate(values)
-            if run is not base:
-                row["metrics"][m].update(welch(base.values(split, m), values))
+        if run is base:
+            row["metrics"] = {m: aggregate(run.values(split, m)) for m in metrics}
+            rows.append(row)
+            continue
+        row["same_seeds"] = sorted(seeds, key=str) == sorted(rows[0]["seeds"], key=str)
+        note = pairing(base, run)
+        row["paired"] = note is None
+        row["metrics"] = {m: compare_metric(base, run, split, m, note) for m in metrics}
+        other = predictions(run, split) if gold is not None else None
+        if other is not None and other[0] == gold[0]:
+            intervals = bootstrap_difference(base.results.task_type, gold[0], gold[1], other[1], metrics)
+            for m in metrics:
+                row["metrics"][m]["bootstrap"] = intervals[m]
         rows.append(row)
-    return {"split": split, "baseline": base.name, "metrics": metrics, "method": METHOD, "alpha": ALPHA, "runs": rows}
+    for m in metrics:  # the family: every run against the baseline, on this metric
+        family = [row["metrics"][m] for row in rows[1:]]
+        for stats, corrected in zip(family, holm([s["p_value"] for s in family]), strict=True):
+            stats["p_holm"] = corrected
+            stats["significant"] = corrected is not None and corrected < ALPHA
+    tests = sorted({row["metrics"][m]["test"] for row in rows[1:] for m in metrics})
+    return {
+        "split": split,
+        "baseline": base.name,
+        "metrics": metrics,
+        "method": method(tests, len(rows) - 1),
+        "alpha": ALPHA,
+        "runs": rows,
+    }
+
+
+def method(tests: list[str], compared: int) -> str:
+    described = {
+        "paired t-test": "paired t-test over seeds (the same training draw per seed; Wilcoxon's signed-rank test "
+        "beside it)",
+        "Welch's t-test": "Welch's t-test over seeds (two-sided, unequal variances; seeds not paired)",
+    }
+    tests = " and ".join(described[t] for t in tests) or "no test"
+    return f"{tests[0].upper()}{tests[1:]}; p corrected by Holm's method for {compared} comparison(s)"
+
+
+def p_text(p: float | None) -> str:
+    return "n/a" if p is None else ("<0.001" if p < 0.001 else f"{p:.2g}")
 
 
 def _delta(stats: dict) -> str:
-    p = stats["p_value"]
-    shown = "p n/a" if p is None else ("p<0.001" if p < 0.001 else f"p={p:.2g}")
+    p, corrected = stats["p_value"], stats.get("p_holm")
+    shown = "p n/a" if p is None else f"p={p_text(p)}".replace("=<", "<")
+    if corrected is not None and corrected != p:
+        shown += f", Holm {p_text(corrected)}"
     return f"{100 * stats['delta']:+.1f} ({shown}{'*' if stats['significant'] else ''})"
 
 
+def interval(stats: dict) -> str | None:
+    bootstrap = stats.get("bootstrap")
+    if not bootstrap:
+        return None
+    return f"[{100 * bootstrap['low']:+.1f}, {100 * bootstrap['high']:+.1f}]"
+
+
 def to_markdown(comparison: dict) -> str:
-    """The table (percent; Δ in percentage points against the baseline), the runs' models and the footnote."""
+    """The table (percent; Δ in percentage points against the baseline), the runs' models and the footnotes."""
     metrics, runs = comparison["metrics"], comparison["runs"]
     header = ["run", "seeds"] + [h for m in metrics for h in (m, f"Δ {m}")]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["--:"] * (len(header) - 1)) + "|"]
@@ -166,9 +238,30 @@ def to_markdown(comparison: dict) -> str:
         "",
         "Runs: " + "; ".join(described) + ".",
         f"{comparison['split']} split; mean ± sample std (ddof=1) over seeds, in percent; Δ in percentage points "
-        f"against {runs[0]['name']}. {METHOD}; * p < {ALPHA}{na}.",
+        f"against {runs[0]['name']}. {comparison['method']}; * p < {ALPHA} after the correction{na}.",
+        *evidence_lines(comparison),
     ]
     return "\n".join(lines)
+
+
+def evidence_lines(comparison: dict) -> list[str]:
+    """Per run: why it was not paired, the test-set interval and the power of the design, on the first metric."""
+    m, lines = comparison["metrics"][0], []
+    for row in comparison["runs"][1:]:
+        stats = row["metrics"][m]
+        parts = []
+        if stats.get("pairing_note"):
+            parts.append(f"not paired with {comparison['baseline']} ({stats['pairing_note']}): Welch's test")
+        if interval(stats):
+            parts.append(f"95% interval of Δ over test examples (bootstrap) {interval(stats)}")
+        detectable, needed = stats["power"]["detectable"], stats["power"]["seeds_needed"]
+        if detectable is not None:
+            parts.append(f"smallest Δ this design detects (80% power): {100 * detectable:.1f}")
+        if needed is not None:
+            parts.append(f"seeds per arm to detect the observed Δ: {needed}")
+        if parts:
+            lines.append(f"{row['name']}, {m}: " + "; ".join(parts) + ".")
+    return lines
 
 
 def make_parser() -> argparse.ArgumentParser:

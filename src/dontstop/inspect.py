@@ -31,6 +31,9 @@ FAR, NEAR = 40.0, 60.0
 LOSS_GAP = 0.5
 # A tokenizer that needs this many times more pieces per word than on the reference splits the domain's words apart.
 FRAGMENTATION_RATIO = 1.3
+# A domain corpus is relevant to the task when its probe lowers the task's loss by at least this share of the drop
+# on its own held-out text: DAPT that teaches the domain but not the task's text teaches the wrong thing.
+RELEVANT_SHARE = 0.25
 
 
 @dataclass
@@ -86,6 +89,22 @@ class InspectArguments:
             "(0: report no loss for it)."
         },
     )
+    task: str | None = field(
+        default=None,
+        metadata={
+            "help": "The corpus holding the task's own text: every other corpus is also judged by how close it is "
+            "to it (default: the corpus named task, if there is one)."
+        },
+    )
+    probe_steps: int = field(
+        default=0,
+        metadata={
+            "help": "With a model and a task corpus: continue pretraining on each other corpus (not the reference) "
+            "for this many steps, and measure how much the task's loss falls beside the corpus's own: a short DAPT "
+            "probe of relevance (0: none)."
+        },
+    )
+    probe_learning_rate: float = field(default=1e-4, metadata={"help": "The probe's learning rate."})
     overwrite_output_dir: bool = field(
         default=False,
         metadata={"help": "Write into a non-empty --output_dir (never done without this flag).", "fingerprint": False},
@@ -102,31 +121,61 @@ def sample_documents(path: str, text_column: str, n: int, seed: int) -> list[str
     return list(dataset.select(order)["text"])
 
 
-def recommend(names: list[str], reference: str, matrix: np.ndarray, models: dict) -> list[str]:
-    """One line per non-reference corpus, from the rule stated in the README the stage writes."""
+def against_reference(name: str, reference: str, overlap: float) -> str:
+    if overlap < FAR:
+        return f"far from {reference} ({overlap:.1f}% overlap): DAPT likely pays"
+    if overlap < NEAR:
+        return f"moderately close to {reference} ({overlap:.1f}%): DAPT may pay; TAPT is the cheap first try"
+    return f"close to {reference} ({overlap:.1f}%): DAPT is unlikely to pay much; TAPT alone may do"
+
+
+def against_task(name: str, task: str, overlap: float, probe: dict | None) -> tuple[bool, str]:
+    """(whether `name` is far from the task, the words that say why)."""
+    why = f"{overlap:.1f}% top-K overlap with {task}"
+    far = overlap < FAR
+    if probe is not None:
+        gain, task_gain = probe["domain_before"] - probe["domain_after"], probe["task_before"] - probe["task_after"]
+        why += (
+            f"; {probe['steps']} probe steps on it lowered its own held-out loss by {gain:.2f} nats and {task}'s by "
+            f"{task_gain:.2f}"
+        )
+        far = far or gain <= 0 or task_gain < RELEVANT_SHARE * gain
+    return far, why
+
+
+def model_notes(name: str, reference: str, models: dict) -> list[str]:
+    notes = []
+    loss, ref_loss = models.get(name, {}).get("lm_loss"), models.get(reference, {}).get("lm_loss")
+    if loss is not None and ref_loss is not None and loss - ref_loss > LOSS_GAP:
+        notes.append(f"the model predicts it {loss - ref_loss:.2f} nats worse than {reference}")
+    pieces = models.get(name, {}).get("subtokens_per_word")
+    ref_pieces = models.get(reference, {}).get("subtokens_per_word")
+    if pieces and ref_pieces and pieces > FRAGMENTATION_RATIO * ref_pieces:
+        notes.append(
+            f"its words split into {pieces:.2f} pieces on average ({ref_pieces:.2f} on {reference}): "
+            "mined domain words or a vocabulary extension may help"
+        )
+    return notes
+
+
+def recommend(names, reference: str, matrix: np.ndarray, models: dict, task=None, probes=None) -> list[str]:
+    """One line per non-reference corpus, from the rule stated in the README the stage writes: how far it is from the
+    reference (what the model knows) and, for a domain corpus when the task's text is there, from the task."""
     r = names.index(reference)
     lines = []
     for i, name in enumerate(names):
         if i == r:
             continue
-        overlap = matrix[r, i]
-        if overlap < FAR:
-            verdict = f"far from {reference} ({overlap:.1f}% overlap): DAPT likely pays"
-        elif overlap < NEAR:
-            verdict = f"moderately close to {reference} ({overlap:.1f}%): DAPT may pay; TAPT is the cheap first try"
-        else:
-            verdict = f"close to {reference} ({overlap:.1f}%): DAPT is unlikely to pay much; TAPT alone may do"
-        notes = []
-        loss, ref_loss = models.get(name, {}).get("lm_loss"), models.get(reference, {}).get("lm_loss")
-        if loss is not None and ref_loss is not None and loss - ref_loss > LOSS_GAP:
-            notes.append(f"the model predicts it {loss - ref_loss:.2f} nats worse than {reference}")
-        pieces = models.get(name, {}).get("subtokens_per_word")
-        ref_pieces = models.get(reference, {}).get("subtokens_per_word")
-        if pieces and ref_pieces and pieces > FRAGMENTATION_RATIO * ref_pieces:
-            notes.append(
-                f"its words split into {pieces:.2f} pieces on average ({ref_pieces:.2f} on {reference}): "
-                "mined domain words or a vocabulary extension may help"
-            )
+        verdict = against_reference(name, reference, matrix[r, i])
+        if task is not None and name != task:
+            far, why = against_task(name, task, matrix[names.index(task), i], (probes or {}).get(name))
+            if far:
+                verdict = (
+                    f"the domain corpus is far from your task ({why}): select from it (kNN-TAPT) or find a closer one"
+                )
+            else:
+                verdict += f", and close enough to your task ({why})"
+        notes = model_notes(name, reference, models)
         lines.append(f"- **{name}**: {verdict}" + ("; " + "; ".join(notes) if notes else "") + ".")
     return lines
 
@@ -201,6 +250,18 @@ def write_readme(path: str, report: dict) -> None:
                 f"| {c['name']} | {m['subtokens_per_word']:.2f} | {100 * m['split_3plus']:.1f}% "
                 f"| {100 * m['unknown_rate']:.2f}% | {loss} | {ppl} |"
             )
+    if report.get("probes"):
+        task = report["task"]
+        lines += [
+            "",
+            f"Relevance probes: continued pretraining on a corpus; the loss on its held-out text and on {task}'s:",
+            "",
+            f"| corpus | steps | its loss before | after | {task} loss before | after |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for name, p in report["probes"].items():
+            losses = " | ".join(f"{p[k]:.3f}" for k in ("domain_before", "domain_after", "task_before", "task_after"))
+            lines.append(f"| {name} | {p['steps']} | {losses} |")
     lines += ["", "## Recommendation", "", *report["recommendation"], "", f"Rule: {report['rule']}", ""]
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(lines))
@@ -210,9 +271,12 @@ RULE = (
     f"against the reference corpus, a top-K overlap below {FAR:.0f}% reads as far (DAPT likely pays), "
     f"{FAR:.0f}-{NEAR:.0f}% as moderately close, above {NEAR:.0f}% as close (the paper's news domain, 54.1%, gained "
     f"least from DAPT; computer science, 19.2%, the most). With a model, a masked-LM loss more than {LOSS_GAP} nats "
-    f"above the reference's, or {FRAGMENTATION_RATIO}x as many sub-tokens per word, is called out. TAPT (pretraining "
-    "on the task's own unlabeled text) is cheap and helped in every domain of the paper, so it is worth adding "
-    "whatever the overlap."
+    f"above the reference's, or {FRAGMENTATION_RATIO}x as many sub-tokens per word, is called out. With the task's "
+    f"own text as a corpus, a domain corpus is far from the task when its top-K overlap with it is below {FAR:.0f}%, "
+    f"or when a probe (a short continued pretraining on it) lowers the task's loss by less than "
+    f"{RELEVANT_SHARE:.0%} of what it lowers its own held-out loss: DAPT on it would teach the domain, not the task, "
+    "so select task-like text from it (kNN-TAPT) or find a closer corpus. TAPT (pretraining on the task's own "
+    "unlabeled text) is cheap and helped in every domain of the paper, so it is worth adding whatever the overlap."
 )
 
 
@@ -232,8 +296,12 @@ def validate(args: InspectArguments):
     for option in ("max_docs", "top_k", "min_df", "eval_blocks", "max_seq_length", "batch_size"):
         if getattr(args, option) < 1:
             raise UsageError(f"--{option} must be at least 1")
-    if args.head_warmup_steps < 0:
-        raise UsageError("--head_warmup_steps must be 0 or more")
+    if args.head_warmup_steps < 0 or args.probe_steps < 0:
+        raise UsageError("--head_warmup_steps and --probe_steps must be 0 or more")
+    if args.task is not None and args.task not in names:
+        raise UsageError(f"--task {args.task}: no corpus of that name (corpora: {', '.join(names)})")
+    if args.probe_steps and not (args.model_name_or_path and task_corpus(args, names)):
+        raise UsageError("--probe_steps needs --model_name_or_path and the task's text as a corpus (--task)")
     for c in corpora:
         if not os.path.exists(c.path):
             raise UsageError(f"--corpus {c.name}={c.path}: no such file or directory")
@@ -241,20 +309,53 @@ def validate(args: InspectArguments):
     return corpora
 
 
+def task_corpus(args: InspectArguments, names: list[str]) -> str | None:
+    return args.task or ("task" if "task" in names else None)
+
+
+def split_samples(args: InspectArguments, samples: dict[str, list[str]]):
+    """(documents each corpus's loss is measured on, documents for a head warm-up, the rest): by characters, from
+    the front of each (random) sample, so no document serves twice."""
+    eval_chars, warm_chars = character_budgets(args, len(samples))
+    evaluated = {n: take_characters(texts, eval_chars) for n, texts in samples.items()}
+    warmup = {n: take_characters(texts[len(evaluated[n]) :], warm_chars) for n, texts in samples.items()}
+    rest = {n: texts[len(evaluated[n]) + len(warmup[n]) :] for n, texts in samples.items()}
+    return evaluated, (warmup if warm_chars else {}), rest
+
+
 def model_measures(args: InspectArguments, vocabularies, samples: dict[str, list[str]]) -> dict[str, dict]:
-    """{corpus: tokenizer fragmentation and LM loss}. Documents for the loss come first in each sample, those for a
-    head warm-up after them, both by characters, then cut to exact block counts."""
+    """{corpus: tokenizer fragmentation and LM loss}."""
     from .models import load_tokenizer, resolve_model_path, tokenizer_source
     from .similarity import fragmentation
 
     source = resolve_model_path(args.model_name_or_path)
     tokenizer = load_tokenizer(tokenizer_source(source))
-    names = list(samples)
-    eval_chars, warm_chars = character_budgets(args, len(names))
-    evaluated = {n: take_characters(samples[n], eval_chars) for n in names}
-    warmup = {n: take_characters(samples[n][len(evaluated[n]) :], warm_chars) for n in names}
-    losses = masked_lm_losses(source, evaluated, warmup if warm_chars else {}, args)
+    evaluated, warmup, _ = split_samples(args, samples)
+    losses = masked_lm_losses(source, evaluated, warmup, args)
     return {v.name: {**fragmentation(tokenizer, v), **losses[v.name].to_dict()} for v in vocabularies}
+
+
+def probe(args: InspectArguments, samples: dict[str, list[str]], corpus: str, task: str) -> dict:
+    """Continue pretraining on `corpus` for --probe_steps (on documents measured nowhere) and measure the loss on its
+    held-out documents and on the task's, before and after."""
+    from .lm_eval import Meter
+
+    evaluated, warmup, rest = split_samples(args, samples)
+    meter = Meter(args.model_name_or_path, args)
+    meter.warm_up(warmup)
+    measured = {corpus: evaluated[corpus], task: evaluated[task]}
+    before = meter.losses(measured)
+    logger.info("Probe: %d steps of continued pretraining on %s", args.probe_steps, corpus)
+    meter.train([rest[corpus] or samples[corpus]], args.probe_steps, args.probe_learning_rate, head_only=False)
+    after = meter.losses(measured)
+    return {
+        "steps": args.probe_steps,
+        "learning_rate": args.probe_learning_rate,
+        "domain_before": before[corpus].lm_loss,
+        "domain_after": after[corpus].lm_loss,
+        "task_before": before[task].lm_loss,
+        "task_after": after[task].lm_loss,
+    }
 
 
 def corpus_entry(corpus, vocab, model: dict | None) -> dict:
@@ -289,6 +390,10 @@ def run_inspect(args: InspectArguments) -> Similarity:
     }
     overlaps = {m: {"description": descriptions[m], "matrix": matrices[m].round(2).tolist()} for m in matrices}
     models = model_measures(args, vocabularies, samples) if args.model_name_or_path else {}
+    task = task_corpus(args, names)
+    probes = (
+        {n: probe(args, samples, n, task) for n in names if n not in (reference, task)} if args.probe_steps else {}
+    )
     record = Similarity(
         reference=reference,
         overlap={"method": args.overlap, "description": descriptions[args.overlap], "names": names,
@@ -297,8 +402,10 @@ def run_inspect(args: InspectArguments) -> Similarity:
         corpora=[corpus_entry(c, v, models.get(c.name)) for c, v in zip(corpora, vocabularies, strict=True)],
         model=args.model_name_or_path,
         settings=asdict(args),
-        recommendation=recommend(names, reference, matrices["topk"], models) if len(names) > 1 else [],
+        recommendation=recommend(names, reference, matrices["topk"], models, task, probes) if len(names) > 1 else [],
         rule=RULE,
+        task=task,
+        probes=probes or None,
     )  # fmt: skip
     titles = {
         "topk": f"Overlap of the top-{args.top_k:,} words (%)",

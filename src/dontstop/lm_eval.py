@@ -92,88 +92,99 @@ def read_texts(path: str, text_column: str, budget: int) -> list[str]:
     return texts
 
 
-def masked_lm_losses(model_name: str, samples: dict[str, list[str]], warmup: dict[str, list[str]], args) -> dict:
-    """{set: CorpusLoss} of `model_name` on each sample (see the module docstring)."""
-    from transformers import set_seed
+class Meter:
+    """One loaded model, measured with the pretraining engine's evaluation: a missing head warmed up first, and
+    (for `dontstop inspect`'s probe) trained further on other text between measurements."""
 
-    from .models import load_language_model
+    def __init__(self, model_name: str, args):
+        from transformers import set_seed
 
-    set_seed(args.seed)  # before loading: the seed also fixes the initialisation of a missing head
-    lm = load_language_model(model_name)
-    positions = getattr(lm.model.config, "max_position_embeddings", None) or getattr(
-        lm.model.config, "n_positions", 512
-    )
-    from .tokenization import Framing
+        from .models import load_language_model
+        from .tokenization import Framing
 
-    framing = Framing.from_tokenizer(lm.tokenizer)
-    if not framing.overhead < args.max_seq_length <= min(positions, lm.tokenizer.model_max_length):
-        raise UsageError(f"--max_seq_length {args.max_seq_length}: {model_name} takes at most {positions} tokens")
-    warm = bool(lm.new_params and args.head_warmup_steps and any(warmup.values()))
-    if warm:
-        logger.info("%s has no MLM-head weights: training its new head alone for %d steps", model_name,
-                    args.head_warmup_steps)  # fmt: skip
-    metrics = evaluate(lm, framing, samples, warmup if warm else None, args)
-    head = "checkpoint" if not lm.new_params else ("warmed up" if warm else "random")
-    measured = head != "random"
-    return {
-        name: CorpusLoss(
-            objective=lm.objective,
-            lm_loss=metrics[eval_name(name, "loss")] if measured else None,
-            lm_perplexity=metrics[eval_name(name, "perplexity")] if measured else None,
-            lm_accuracy=metrics[eval_name(name, "accuracy")] if measured else None,
-            lm_tokens=metrics[eval_name(name, "tokens")],
-            lm_head=head,
-        )
-        for name in samples
-    }
+        set_seed(args.seed)  # before loading: the seed also fixes the initialisation of a missing head
+        self.lm = load_language_model(model_name)
+        self.args, self.name = args, model_name
+        config = self.lm.model.config
+        positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", 512)
+        self.framing = Framing.from_tokenizer(self.lm.tokenizer)
+        if not self.framing.overhead < args.max_seq_length <= min(positions, self.lm.tokenizer.model_max_length):
+            raise UsageError(f"--max_seq_length {args.max_seq_length}: {model_name} takes at most {positions} tokens")
+        self.head = "checkpoint" if not self.lm.new_params else "random"
 
+    def blocks(self, texts: list[list[str]], limit: int | None = None):
+        import torch
 
-def evaluate(lm, framing, samples: dict[str, list[str]], warmup: dict[str, list[str]] | None, args) -> dict:
-    """The engine's evaluation metrics of every sample, after training a missing head on `warmup` (if given)."""
-    import torch
+        from .masking import EpochIndexed
+        from .tokenization import PackedBlocks, TokenizedCorpus
 
-    from .masking import CausalLMCollator, EpochIndexed, MaskedLMCollator
-    from .pretrain import MaskingArguments, PretrainingArguments
-    from .pretrain.freezing import Freezing
-    from .pretrain.trainer import PretrainTrainer
-    from .tokenization import PackedBlocks, TokenizedCorpus
-
-    def blocks(corpus: TokenizedCorpus, limit: int | None = None) -> EpochIndexed:
-        packed = PackedBlocks(corpus, framing, args.max_seq_length)
+        corpus = TokenizedCorpus.concatenate([TokenizedCorpus.from_texts(self.lm.tokenizer, t) for t in texts if t])
+        packed = PackedBlocks(corpus, self.framing, self.args.max_seq_length)
         if limit is not None and len(packed) > limit:
             packed = torch.utils.data.Subset(packed, range(limit))
         return EpochIndexed(packed)
 
-    eval_sets = {n: blocks(TokenizedCorpus.from_texts(lm.tokenizer, t), args.eval_blocks) for n, t in samples.items()}
-    warm = None
-    if warmup is not None:
-        texts = [TokenizedCorpus.from_texts(lm.tokenizer, t) for t in warmup.values() if t]
-        warm = blocks(TokenizedCorpus.concatenate(texts))
-    if lm.objective == "mlm":
-        collator = MaskedLMCollator.from_tokenizer(
-            lm.tokenizer, lm.model.config.vocab_size, seed=args.seed, masking=MaskingArguments().spec()
-        )
-    else:
-        collator = CausalLMCollator(lm.tokenizer.pad_token_id)
-    with tempfile.TemporaryDirectory() as scratch:  # the Trainer's output directory; nothing is kept
+    def trainer(self, train=None, steps: int = 1, learning_rate: float = 1e-3, head_only: bool = False, scratch=""):
+        from .masking import CausalLMCollator, MaskedLMCollator
+        from .pretrain import MaskingArguments, PretrainingArguments
+        from .pretrain.freezing import Freezing
+        from .pretrain.trainer import PretrainTrainer
+
+        lm, args = self.lm, self.args
+        if lm.objective == "mlm":
+            masking = MaskingArguments().spec()
+            collator = MaskedLMCollator.from_tokenizer(
+                lm.tokenizer, lm.model.config.vocab_size, seed=args.seed, masking=masking
+            )
+        else:
+            collator = CausalLMCollator(lm.tokenizer.pad_token_id)
+        batches = {"per_device_train_batch_size": args.batch_size, "per_device_eval_batch_size": args.batch_size}
         training = PretrainingArguments(
-            output_dir=scratch,
-            per_device_train_batch_size=args.batch_size,
-            per_device_eval_batch_size=args.batch_size,
-            max_steps=args.head_warmup_steps if warm is not None else 1,
-            learning_rate=1e-3,  # only the fresh head trains, so a high rate puts the encoder at no risk
-            save_strategy="no",
-            report_to="none",
-            seed=args.seed,
-        )
-        callbacks = [Freezing(lm.model, lm.new_params, args.head_warmup_steps)] if warm is not None else []
-        trainer = PretrainTrainer(
-            model=lm.model, args=training, train_dataset=warm, eval_dataset=eval_sets, data_collator=collator,
+            output_dir=scratch, max_steps=steps, learning_rate=learning_rate, save_strategy="no", report_to="none",
+            seed=args.seed, **batches,
+        )  # fmt: skip
+        callbacks = [Freezing(lm.model, lm.new_params, steps)] if head_only else []
+        return PretrainTrainer(
+            model=lm.model, args=training, train_dataset=train, data_collator=collator,
             processing_class=lm.tokenizer, callbacks=callbacks, objective=lm.objective,
         )  # fmt: skip
-        if warm is not None:
-            trainer.train()
-        return trainer.evaluate()
+
+    def train(self, texts: list[list[str]], steps: int, learning_rate: float, head_only: bool) -> None:
+        with tempfile.TemporaryDirectory() as scratch:  # the Trainer's output directory; nothing is kept
+            self.trainer(self.blocks(texts), steps, learning_rate, head_only, scratch).train()
+
+    def warm_up(self, warmup: dict[str, list[str]]) -> None:
+        """Train a missing head alone (encoder frozen) on `warmup`: a high rate puts the encoder at no risk."""
+        if self.lm.new_params and self.args.head_warmup_steps and any(warmup.values()):
+            logger.info("%s has no MLM-head weights: training its new head alone for %d steps", self.name,
+                        self.args.head_warmup_steps)  # fmt: skip
+            self.train(list(warmup.values()), self.args.head_warmup_steps, 1e-3, head_only=True)
+            self.head = "warmed up"
+
+    def losses(self, samples: dict[str, list[str]]) -> dict[str, CorpusLoss]:
+        """{set: CorpusLoss} on the first `eval_blocks` blocks of each sample (no loss for a random head)."""
+        eval_sets = {n: self.blocks([t], self.args.eval_blocks) for n, t in samples.items()}
+        with tempfile.TemporaryDirectory() as scratch:
+            metrics = self.trainer(scratch=scratch).evaluate(eval_sets)
+        measured = self.head != "random"
+        return {
+            name: CorpusLoss(
+                objective=self.lm.objective,
+                lm_loss=metrics[eval_name(name, "loss")] if measured else None,
+                lm_perplexity=metrics[eval_name(name, "perplexity")] if measured else None,
+                lm_accuracy=metrics[eval_name(name, "accuracy")] if measured else None,
+                lm_tokens=metrics[eval_name(name, "tokens")],
+                lm_head=self.head,
+            )
+            for name in samples
+        }
+
+
+def masked_lm_losses(model_name: str, samples: dict[str, list[str]], warmup: dict[str, list[str]], args) -> dict:
+    """{set: CorpusLoss} of `model_name` on each sample (see the module docstring)."""
+    meter = Meter(model_name, args)
+    meter.warm_up(warmup)
+    return meter.losses(samples)
 
 
 def validate(args: LMEvalArguments):

@@ -276,3 +276,79 @@ def read_vocab_extension(model_name_or_path: str | None) -> tuple[list[int], lis
     with open(path, encoding="utf-8") as f:
         extension = json.load(f)
     return extension["new_token_ids"], extension.get("untrained_parameters", [])
+
+
+# --- weights the training does not touch --------------------------------------------------------------------------
+
+WEIGHT_FILES = ("model.safetensors.index.json", "model.safetensors", "pytorch_model.bin")
+CARRIED_FILE = "model-carried.safetensors"
+
+
+def checkpoint_file(source: str, name: str) -> str | None:
+    """A file of the checkpoint at `source` (a directory, or a hub id resolved through the local hub cache)."""
+    if os.path.isdir(source):
+        path = os.path.join(source, name)
+        return path if os.path.isfile(path) else None
+    from transformers.utils import cached_file
+
+    try:
+        return cached_file(source, name, _raise_exceptions_for_missing_entries=False)
+    except OSError:
+        return None
+
+
+def checkpoint_tensors(source: str) -> dict:
+    """Every tensor of a checkpoint, by the name it has in the file (an adapter directory: its base model's)."""
+    import torch
+    from safetensors.torch import load_file
+
+    base, _ = weights_source(resolve_model_path(source))
+    for name in WEIGHT_FILES:
+        path = checkpoint_file(base, name)
+        if path is None:
+            continue
+        if name.endswith(".json"):
+            with open(path, encoding="utf-8") as f:
+                shards = sorted(set(json.load(f)["weight_map"].values()))
+            tensors = {}
+            for shard in shards:
+                tensors.update(load_file(checkpoint_file(base, shard)))
+            return tensors
+        return load_file(path) if name.endswith(".safetensors") else torch.load(path, weights_only=True)
+    return {}
+
+
+def carry_unused_weights(source: str, directory: str, objective: str) -> list[str]:
+    """Copy into the model saved in `directory` every weight of the checkpoint `source` that its LM architecture does
+    not hold (BERT's pooler, a next-sentence head): `BertForMaskedLM` has no pooler, so without this a model adapted
+    by continued pretraining would be fine-tuned with a random pooler where the original is fine-tuned with its
+    trained one, and the comparison would measure that. Returns the names copied (unchanged)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM
+
+    config = AutoConfig.from_pretrained(directory)
+    auto = AutoModelForMaskedLM if objective == "mlm" else AutoModelForCausalLM
+    with torch.device("meta"):  # the architecture's names, no memory
+        model = auto.from_config(config)
+    defined, prefix = set(model.state_dict()), model.base_model_prefix
+    tensors = checkpoint_tensors(source)
+    if prefix and not any(key.startswith(f"{prefix}.") for key in tensors):
+        tensors = {f"{prefix}.{key}": value for key, value in tensors.items()}  # a base model's file (BertModel)
+    carried = {key: value.contiguous() for key, value in tensors.items() if key not in defined}
+    if not carried:
+        return []
+    index = os.path.join(directory, "model.safetensors.index.json")
+    if os.path.isfile(index):  # sharded: one more shard, named in the index
+        save_file(carried, os.path.join(directory, CARRIED_FILE), metadata={"format": "pt"})
+        with open(index, encoding="utf-8") as f:
+            mapping = json.load(f)
+        mapping["weight_map"].update(dict.fromkeys(carried, CARRIED_FILE))
+        with open(index, "w", encoding="utf-8") as f:
+            json.dump(mapping, f, indent=2)
+    else:
+        path = os.path.join(directory, "model.safetensors")
+        save_file({**load_file(path), **carried}, f"{path}.tmp", metadata={"format": "pt"})
+        os.replace(f"{path}.tmp", path)
+    logger.info("Carried unchanged from %s (no use in the %s head): %s", source, objective.upper(), ", ".join(carried))
+    return sorted(carried)

@@ -184,6 +184,8 @@ class PretrainMetrics(Record):
     history: list[dict] = field(default_factory=list)  # the Trainer's log history
     wall_seconds: float | None = None
     adapter: dict | None = None
+    # weights of the starting checkpoint the LM head does not use (BERT's pooler), saved with the model unchanged
+    carried_weights: list[str] | None = None
 
     def losses(self, which: str = "after") -> dict[str, float]:
         """{held-out set: loss}: "before" training, "after" it, or at the "start" (after the head warm-up where there
@@ -218,6 +220,17 @@ class PretrainMetrics(Record):
         return curves
 
 
+@dataclass
+class Snapshot(Record):
+    """`snapshot.json` of a snapshot directory (`dontstop pretrain --snapshots`): when the model was saved."""
+
+    FILE: ClassVar[str] = "snapshot.json"
+
+    fraction: float
+    step: int
+    tokens: int | None = None
+
+
 # --- fine-tuning ------------------------------------------------------------------------------------------------
 
 
@@ -237,6 +250,7 @@ class SeedResult(Record):
     epochs_run: float | None = None
     steps: int | None = None
     train_examples: int | None = None
+    draw: str | None = None  # fingerprint of the training examples drawn: runs with equal draws can be paired
     train_seconds: float | None = None
     history: list[dict] = field(default_factory=list)
     averaging: dict | None = None
@@ -263,6 +277,7 @@ class FinetuneResults(Record):
     averaging: dict | None = None
     adapter: dict | None = None
     wall_seconds: float | None = None
+    new_parameters: list[str] | None = None  # weights the checkpoint lacked, initialised afresh (the task head)
 
     def values(self, split: str, metric: str) -> list[float]:
         return [float(getattr(seed, split)[metric]) for seed in self.seeds]
@@ -345,6 +360,8 @@ class Similarity(Record):
     settings: dict | None = None
     recommendation: list[str] = field(default_factory=list)
     rule: str | None = None
+    task: str | None = None  # the corpus of the task's own text
+    probes: dict | None = None  # corpus -> its relevance probe (steps, domain and task losses before and after)
 
 
 @dataclass
@@ -419,6 +436,25 @@ class HeldOutChange(Record):
 
 
 @dataclass
+class BudgetPoint(Record):
+    """An arm's pretraining stopped at a fraction of its budget (a snapshot), fine-tuned and evaluated as the arm."""
+
+    fraction: float
+    finetune_dir: str
+    steps: int | None = None  # pretraining steps along the arm's chain
+    tokens: int | None = None
+    lm_eval: dict[str, float | None] = field(default_factory=dict)  # held-out set -> loss
+
+
+@dataclass
+class SizePoint(Record):
+    """An arm fine-tuned on another number of labelled examples."""
+
+    size: str  # all, N or N/class
+    finetune_dir: str
+
+
+@dataclass
 class ArmSummary(Record):
     name: str
     finetune_dir: str
@@ -427,6 +463,8 @@ class ArmSummary(Record):
     lm_eval: dict[str, HeldOutChange] = field(default_factory=dict)  # held-out set -> loss before and after
     compute: Compute = field(default_factory=Compute)
     weights: str = "raw"
+    budget: list[BudgetPoint] = field(default_factory=list)  # snapshots before the end of its pretraining
+    sizes: list[SizePoint] = field(default_factory=list)
 
 
 @dataclass

@@ -259,6 +259,16 @@ def stratified_sample(labels: list, n: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(chosen))
 
 
+def per_class_sample(labels: list, k: int, seed: int) -> np.ndarray:
+    """Indices of `k` examples of each label (all of a label with fewer), drawn without replacement, in file order."""
+    if not labels or not isinstance(labels[0], str):
+        raise UsageError("--train_limit_per_class draws per label: it needs a single_label task")
+    rng = np.random.default_rng(seed)
+    classes, inverse = np.unique(np.asarray(labels), return_inverse=True)
+    chosen = [rng.permutation(np.flatnonzero(inverse == c))[:k] for c in range(len(classes))]
+    return np.sort(np.concatenate(chosen))
+
+
 @dataclass
 class Encoded:
     """A tokenized split: the dataset the Trainer sees, and what maps predictions back to words."""

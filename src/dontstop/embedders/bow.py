@@ -55,6 +55,7 @@ class BowEmbedder(Embedder):
 
     def fit(self, texts: list[str]) -> None:
         from sklearn.decomposition import TruncatedSVD
+        from threadpoolctl import threadpool_limits
 
         from ..similarity import detect_segmenter
 
@@ -81,7 +82,10 @@ class BowEmbedder(Embedder):
                            dim, self.dim, len(texts), len(kept))  # fmt: skip
         self.dim = dim
         svd = TruncatedSVD(n_components=dim, algorithm="randomized", n_iter=5, random_state=self.seed)
-        svd.fit(weights)
+        # One BLAS thread: a multi-threaded BLAS sums in an order that depends on the thread count, and the last bits
+        # of the basis would decide near-ties between neighbours; the selection must not depend on the machine.
+        with threadpool_limits(limits=1, user_api="blas"):
+            svd.fit(weights)
         self.basis = np.ascontiguousarray(svd.components_.T, dtype=np.float32)  # (kept words, dim)
         self.explained_variance = float(svd.explained_variance_ratio_.sum())
         logger.info(

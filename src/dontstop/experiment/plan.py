@@ -4,7 +4,7 @@ evaluation, shared stages planned once (DAPT serves dapt and dapt+tapt), every o
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..config import option_fields, path_kind
 from ..errors import UsageError
@@ -23,6 +23,8 @@ class Arm:
     weights: str  # raw, ema, swa or merged: which of the last pretrain stage's saved weights
     finetune: Stage
     lm_eval: Stage | None = None
+    budget: list[tuple[float, Stage, Stage]] = field(default_factory=list)  # (fraction, finetune, lm-eval) < 1
+    sizes: list[tuple[str, Stage]] = field(default_factory=list)  # (training size, finetune): a label-size curve
 
 
 @dataclass
@@ -52,6 +54,15 @@ def builtin_chain(kind: str, select: dict) -> list[dict]:
         # No pool document drawn (size 0): the curated text, leakage-checked, plus the task's own text.
         "curated-tapt": [{"select": {"strategy": "random", "size": 0, **select}}, tapt_on_selection],
     }[kind]
+
+
+def size_options(size: str) -> dict:
+    """The finetune options of one training size of a label-size curve: all, N (examples) or N/class."""
+    if size == "all":
+        return {"train_limit": None, "train_limit_per_class": None}
+    if size.endswith("/class"):
+        return {"train_limit": None, "train_limit_per_class": int(size.removesuffix("/class"))}
+    return {"train_limit": int(size), "train_limit_per_class": None}
 
 
 def describe_chain(chain: list[Stage]) -> str:
@@ -94,7 +105,7 @@ class Planner:
         if experiment.base is not None:
             base = dict(experiment.base)
             self.model = self.pretrain_stage(None, base, base.pop("data", "general"), None, "base")
-        self.base_eval = self.lm_eval_stage(self.model, "raw", "base")
+        self.base_eval = self.lm_eval_stage(self.model if isinstance(self.model, str) else Ref(self.model), "base")
 
     # -- helpers --
 
@@ -167,11 +178,11 @@ class Planner:
         }
         return Stage("inspect", "overlap", options, inputs=local_inputs("inspect", options))
 
-    def lm_eval_stage(self, model, weights: str, label: str) -> Stage:
+    def lm_eval_stage(self, model: str | Ref, label: str) -> Stage:
         names = ["domain", *(["general"] if self.has_general else [])]
         held = self.x.held_out
         options = {
-            "model_name_or_path": model if isinstance(model, str) else Ref(model, "" if weights == "raw" else weights),
+            "model_name_or_path": model,
             "eval_file": [Named(n, self.prepared(f"{n}_heldout")) for n in names]
             + [Named("task", self.prepared("task_dev"))],
             "warmup_file": [Named(n, self.prepared(f"{n}_train")) for n in [*names, "task"]],
@@ -202,6 +213,9 @@ class Planner:
         chain: list[Stage] = []
         model: Stage | str = self.model
         selected: Stage | None = None
+        last = max((j for j, step in enumerate(steps) if isinstance(step, dict) and "pretrain" in step), default=None)
+        if spec.checkpoints and last is None:
+            raise self.reader.fail(where, "checkpoints: needs a pretraining stage")
         for j, step in enumerate(steps):
             step_where = f"{where}.chain[{j}]"
             if not isinstance(step, dict) or len(step) != 1 or next(iter(step)) not in ("pretrain", "select"):
@@ -214,20 +228,35 @@ class Planner:
                 continue
             data = options.pop("data", "selected" if selected is not None else "domain")
             options = {**options, **pretrain_overrides}
+            if j == last and any(f < 1 for f in spec.checkpoints):
+                options["snapshots"] = [f for f in spec.checkpoints if f < 1]
             model = self.pretrain_stage(spec.name, options, data, model, step_where, selected)
             chain.append(model)
         if spec.weights != "raw" and not isinstance(model, Stage):
             raise self.reader.fail(where, f"weights: {spec.weights} needs a pretraining stage")
         final = model if spec.weights == "raw" or not isinstance(model, Stage) else Ref(model, spec.weights)
         description = spec.description or self.describe(spec, chain, pretrain_overrides, finetune_overrides)
-        return Arm(
+        arm = Arm(
             spec.name,
             description,
             chain,
             spec.weights,
             self.finetune_stage(spec.name, final, finetune_overrides),
-            self.lm_eval_stage(model, spec.weights, spec.name) if isinstance(model, Stage) else None,
+            self.lm_eval_stage(Ref(model, "" if spec.weights == "raw" else spec.weights), spec.name)
+            if isinstance(model, Stage)
+            else None,
         )
+        for fraction in (f for f in spec.checkpoints if f < 1):
+            point = Ref(model, f"snapshot-{fraction:g}")
+            label = f"{spec.name}@{fraction:g}"
+            arm.budget.append(
+                (fraction, self.finetune_stage(label, point, finetune_overrides), self.lm_eval_stage(point, label))
+            )
+        for size in self.x.train_limits:
+            arm.sizes.append(
+                (size, self.finetune_stage(f"{spec.name}@{size}", final, {**finetune_overrides, **size_options(size)}))
+            )
+        return arm
 
     def describe(self, spec: schema.Arm, chain: list[Stage], pretrain: dict, finetune: dict) -> str:
         changes = [f"{k}={v}" for k, v in {**pretrain, **finetune}.items()]

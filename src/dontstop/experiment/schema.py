@@ -49,6 +49,7 @@ ARM_KEYS = (
     "finetune",
     "weights",
     "description",
+    "checkpoints",
     "k",
     "size",
     "curated",
@@ -87,6 +88,7 @@ class Arm:
     weights: str
     description: str | None
     where: str  # "arms[2] (dapt-ema)", for errors
+    checkpoints: list[float] = field(default_factory=list)  # fractions of the last pretraining stage: a budget curve
 
 
 @dataclass
@@ -109,6 +111,7 @@ class Experiment:
     budgets: dict[str, dict]
     select: dict
     finetune: dict
+    train_limits: list[str]  # a label-size curve: "all", "N" (examples) or "N/class"
     report: dict
     arms: list[Arm]
     settings: dict  # the YAML as read, for the report
@@ -212,7 +215,8 @@ def read_experiment(path: str, output_dir: str | None = None, reader: Reader | N
         pretrain=reader.section("pretrain"),
         budgets=read_budgets(reader),
         select=reader.section("select"),
-        finetune=reader.section("finetune"),
+        finetune={k: v for k, v in reader.section("finetune").items() if k != "train_limits"},
+        train_limits=read_train_limits(reader),
         report=reader.section("report"),
         arms=read_arms(reader),
         settings=dict(data),
@@ -250,6 +254,34 @@ def read_budgets(reader: Reader) -> dict[str, dict]:
         if not isinstance(budget, dict):
             raise reader.fail(f"budgets.{name}", "expected a mapping of pretrain options")
     return budgets
+
+
+def read_train_limits(reader: Reader) -> list[str]:
+    """finetune.train_limits: [8/class, 32/class, all] or [100, 400, all]: a label-size curve."""
+    limits = reader.section("finetune").get("train_limits") or []
+    where = "finetune.train_limits"
+    if not isinstance(limits, list):
+        raise reader.fail(where, "expected a list of sizes: N (examples), N/class or all")
+    out = []
+    for value in limits:
+        text = str(value).strip()
+        number = text.removesuffix("/class")
+        if text != "all" and not (number.isdigit() and int(number) > 0):
+            raise reader.fail(where, f"{value!r} is not a size: N (examples), N/class or all")
+        out.append(text)
+    if len(set(out)) != len(out):
+        raise reader.fail(where, f"sizes repeat: {', '.join(out)}")
+    return out
+
+
+def read_checkpoints(reader: Reader, value, where: str) -> list[float]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1 for v in value
+    ):
+        raise reader.fail(where, f"checkpoints: expected fractions of the pretraining budget in (0, 1], got {value!r}")
+    return sorted(set(float(v) for v in value))
 
 
 def read_arms(reader: Reader) -> list[Arm]:
@@ -296,4 +328,5 @@ def read_arm(reader: Reader, spec, index: int) -> Arm:
         weights=weights,
         description=spec.get("description"),
         where=where,
+        checkpoints=read_checkpoints(reader, spec.get("checkpoints"), where),
     )

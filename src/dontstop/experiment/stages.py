@@ -15,7 +15,7 @@ from ..config import build_arguments, fingerprinted, option_fields, path_kind, s
 from ..fingerprint import content_hash, hash_json
 
 # Bump when a stage's outputs change meaning: every cached stage is then re-run.
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 # The stage kinds an experiment plans; each is a stage of `config.STAGES` with `ARGUMENTS`, `run` and
 # `resume_options`.
 KINDS = ("prepare", "inspect", "mine", "select", "pretrain", "lm-eval", "finetune")

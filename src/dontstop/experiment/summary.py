@@ -3,14 +3,19 @@ its held-out LM loss before and after, and its compute; everything the report is
 
 from __future__ import annotations
 
+import os
+
 from ..records import (
     ArmSummary,
+    BudgetPoint,
     Compute,
     ExperimentSummary,
     HeldOutChange,
     LMEvaluation,
     PretrainMetrics,
     Selection,
+    SizePoint,
+    Snapshot,
     StageSummary,
 )
 from .plan import Arm, Plan
@@ -54,6 +59,23 @@ def arm_summary(arm: Arm, root: str, done: dict, base: LMEvaluation) -> ArmSumma
         lm_eval=lm_eval,
         compute=compute,
         weights=arm.weights,
+        budget=[budget_point(arm, stages, fraction, f, e, root) for fraction, f, e in arm.budget],
+        sizes=[SizePoint(size, stage.directory(root)) for size, stage in arm.sizes],
+    )
+
+
+def budget_point(arm: Arm, stages: list[StageSummary], fraction: float, finetune, lm_eval, root: str) -> BudgetPoint:
+    """A snapshot of the arm's last pretraining stage, placed along the chain (the earlier stages' steps first)."""
+    last = max(i for i, stage in enumerate(arm.chain) if stage.kind == "pretrain")
+    before = stages[:last]
+    snapshot = Snapshot.load(os.path.join(arm.chain[last].directory(root), f"snapshot-{fraction:g}"))
+    losses = LMEvaluation.load(lm_eval.directory(root)).losses
+    return BudgetPoint(
+        fraction=fraction,
+        finetune_dir=finetune.directory(root),
+        steps=sum(s.steps or 0 for s in before) + snapshot.step,
+        tokens=sum(s.tokens or 0 for s in before) + (snapshot.tokens or 0),
+        lm_eval={name: loss.lm_loss for name, loss in losses.items()},
     )
 
 

@@ -72,11 +72,18 @@ class TaskArguments:
             "and token tasks)."
         },
     )
+    train_limit_per_class: int | None = field(
+        default=None,
+        metadata={
+            "help": "Few-shot: train on this many examples of each label (all of a label that has fewer); "
+            "single_label tasks."
+        },
+    )
     sample_seed: int | None = field(
         default=None,
         metadata={
             "help": "Seed of the --train_limit draw. Default: each run's seed, so the spread over seeds includes "
-            "the choice of examples."
+            "the choice of examples (and every run on the task draws the same examples for the same seed)."
         },
     )
     validation_limit: int | None = field(
@@ -166,8 +173,12 @@ def validate(task_args: TaskArguments, args: FinetuningArguments) -> list[int]:
         raise UsageError("--merge_adapter merges the kept models: add --keep_models")
     if args.adv_epsilon <= 0:
         raise UsageError(f"--adv_epsilon {args.adv_epsilon}: must be positive")
-    if task_args.train_limit is not None and task_args.train_limit < 1:
-        raise UsageError(f"--train_limit {task_args.train_limit}: must be at least 1")
+    for option in ("train_limit", "train_limit_per_class"):
+        value = getattr(task_args, option)
+        if value is not None and value < 1:
+            raise UsageError(f"--{option} {value}: must be at least 1")
+    if task_args.train_limit and task_args.train_limit_per_class:
+        raise UsageError("--train_limit and --train_limit_per_class: choose one")
     if str(getattr(args.eval_strategy, "value", args.eval_strategy)) == "no":
         raise UsageError("--eval_strategy no: the best epoch is chosen on the dev set, so evaluation must run")
     if task_args.validation_limit is not None and task_args.validation_limit < 1:

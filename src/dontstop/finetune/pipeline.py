@@ -48,8 +48,25 @@ def load_tokenizer_and_config(task_args: TaskArguments, task: Task):
     return source, tokenizer, config
 
 
+def initialise_new_weights(model, names: list[str], seed: int) -> None:
+    """Initialise afresh the modules holding `names`, each from a generator seeded by (seed, module name).
+
+    The paired design: seed s must give every arm the same head, whatever else its checkpoint lacked or held (the
+    library draws new weights from one stream, in an order that depends on which are missing)."""
+    import hashlib
+
+    import torch
+
+    for module_name in sorted({name.rsplit(".", 1)[0] for name in names}):
+        digest = hashlib.sha256(f"{seed}:{module_name}".encode()).digest()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int.from_bytes(digest[:8], "little"))
+            model._init_weights(model.get_submodule(module_name))
+
+
 def load_seeded_model(task: Task, source: str, config, seed: int, args: FinetuningArguments | None = None):
-    """The checkpoint with a task head whose initialisation `seed` fixes; a broken checkpoint is a UsageError.
+    """(the checkpoint with a task head whose initialisation `seed` fixes, the names of the weights initialised
+    afresh); a broken checkpoint is a UsageError.
 
     From an adapter directory: its base model with the adapter merged in (this in-memory copy only). With
     `--adapter lora` in `args`: wrapped in a fresh task adapter, under which everything loaded stays frozen."""
@@ -58,18 +75,20 @@ def load_seeded_model(task: Task, source: str, config, seed: int, args: Finetuni
     auto = AutoModelForTokenClassification if task.task_type == "token" else AutoModelForSequenceClassification
     set_seed(seed)
     model, info = load_pretrained(auto, source, config=config, ignore_mismatched_sizes=True)
-    if not info["missing_keys"] and not info.get("mismatched_keys"):
+    mismatched = {key if isinstance(key, str) else key[0] for key in info.get("mismatched_keys") or []}
+    new = sorted(set(info["missing_keys"]) | mismatched)
+    if not new:
         logger.warning(
             "%s already holds a %d-label head: it is fine-tuned further, not initialised afresh",
             source,
             len(task.labels),
         )
+    initialise_new_weights(model, new, seed)
     if args is not None and args.uses_adapter:
         from ..adapters import add_task_adapter
 
-        mismatched = {key if isinstance(key, str) else key[0] for key in info.get("mismatched_keys") or []}
-        model = add_task_adapter(model, args, task.task_type, set(info["missing_keys"]) | mismatched)
-    return model
+        model = add_task_adapter(model, args, task.task_type, set(new))
+    return model, new
 
 
 def adapter_record(source: str, model) -> dict | None:
@@ -160,7 +179,9 @@ def run_finetune(task_args: TaskArguments, args: FinetuningArguments) -> Finetun
     earlier = {seed: finished_seed(args.output_dir, seed, key) if task_args.resume else None for seed in seeds}
     pending = [seed for seed in seeds if earlier[seed] is None]
     # The first model is loaded before anything is written, so a broken checkpoint leaves no half-made directory.
-    model = load_seeded_model(task, source, config, pending[0], args) if pending else None
+    model, new = load_seeded_model(task, source, config, pending[0], args) if pending else (None, None)
+    if new:
+        logger.info("Initialised afresh (absent from %s): %s", source, ", ".join(new))
     adapter = adapter_record(source, model)
     os.makedirs(args.output_dir, exist_ok=True)
     write_json(os.path.join(args.output_dir, CONFIG_FILE), resolved_config(task_args, args))
@@ -171,10 +192,11 @@ def run_finetune(task_args: TaskArguments, args: FinetuningArguments) -> Finetun
             records.append(earlier[seed])
             continue
         logger.info("Seed %d (%d of %d)", seed, i, len(seeds))
-        model = model if seed == pending[0] else load_seeded_model(task, source, config, seed, args)
+        model = model if seed == pending[0] else load_seeded_model(task, source, config, seed, args)[0]
         records.append(run_seed(seed, task, model, tokenizer, encoded, task_args, args, args.output_dir, key))
         model = None  # free it before the next seed loads
     results = collect(task, task_args, args, records, encoded, max_length, adapter)
+    results.new_parameters = new
     results.wall_seconds = round(time.time() - started, 1)
     results.save(args.output_dir)
     write_finetune_readme(args.output_dir, results, args)

@@ -14,10 +14,11 @@ import numpy as np
 
 from ..adapters import save_merged
 from ..averaging import WeightAverage
+from ..fingerprint import hash_json
 from ..models import MERGED_DIR
 from ..records import SeedResult
 from ..scoring import METRICS, aggregate, score
-from ..tasks import Encoded, Task, TaskSplit, decode, stratified_sample
+from ..tasks import Encoded, Task, TaskSplit, decode, per_class_sample, stratified_sample
 from .args import FinetuningArguments, TaskArguments, selection_metric
 from .methods import ADVERSARIES
 from .trainer import BestEpoch, FinetuneTrainer
@@ -36,13 +37,18 @@ def predict(trainer, task: Task, split: TaskSplit, encoded: Encoded):
 
 
 def training_examples(task: Task, encoded, task_args: TaskArguments, seed: int):
-    """The training set of one seed: all of it, or (--train_limit) a stratified draw seeded by the seed (or by
-    --sample_seed)."""
+    """(the training set of one seed, the fingerprint of its draw): all of it, or (--train_limit) a stratified draw
+    seeded by the seed (or by --sample_seed). The same seed draws the same examples in every run on the task."""
     train = encoded["train"].dataset
+    indices = range(len(train))
+    draw_seed = seed if task_args.sample_seed is None else task_args.sample_seed
     if task_args.train_limit:
-        draw_seed = seed if task_args.sample_seed is None else task_args.sample_seed
-        train = train.select(stratified_sample(task.train.labels, task_args.train_limit, draw_seed))
-    return train
+        indices = stratified_sample(task.train.labels, task_args.train_limit, draw_seed)
+    elif task_args.train_limit_per_class:
+        indices = per_class_sample(task.train.labels, task_args.train_limit_per_class, draw_seed)
+    if len(indices) < len(train):
+        train = train.select(indices)
+    return train, hash_json([task.train.sha256, [int(i) for i in indices]])[:16]
 
 
 def seed_trainer(seed: int, task: Task, model, tokenizer, encoded, train, args: FinetuningArguments, seed_dir: str):
@@ -87,7 +93,7 @@ def run_seed(seed, task, model, tokenizer, encoded, task_args, args, output_dir,
     """Train one seed's `model` (from `load_seeded_model`); return its record (dev and test metrics of the best
     epoch, timing, history), also written to seed-S/result.json."""
     seed_dir = os.path.join(output_dir, f"seed-{seed}")
-    train = training_examples(task, encoded, task_args, seed)
+    train, draw = training_examples(task, encoded, task_args, seed)
     trainer, best = seed_trainer(seed, task, model, tokenizer, encoded, train, args, seed_dir)
     averager = trainer.averager
     started = time.time()
@@ -104,6 +110,7 @@ def run_seed(seed, task, model, tokenizer, encoded, task_args, args, output_dir,
         epochs_run=trainer.state.epoch,
         steps=trainer.state.global_step,
         train_examples=len(train),
+        draw=draw,
         train_seconds=round(train_seconds, 1),
         history=[
             {k: v for k, v in entry.items() if k in ("epoch", "step", "loss") or k.startswith(EVAL_PREFIXES)}

@@ -222,6 +222,14 @@ class PretrainingArguments(AdapterArguments, AveragingArguments, RobertaRecipe):
     # Our examples carry `idx` and `epoch` for the collator; the model never sees them.
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep all dataset columns for the collator."})
     logging_steps: float = field(default=50, metadata={"help": "Log every N steps (or a ratio of all steps if < 1)."})
+    snapshots: list[float] | None = field(
+        default=None,
+        metadata={
+            "help": "Also save the model at these fractions of the training steps, each a loadable model in "
+            "OUTPUT_DIR/snapshot-FRACTION with the step and tokens it had seen: how many steps are enough.",
+            "action": "extend",
+        },
+    )
 
 
 def validate(model_args: ModelArguments, data_args: DataArguments, training_args: PretrainingArguments) -> None:
@@ -274,6 +282,8 @@ def validate_data(data_args: DataArguments, training_args: PretrainingArguments)
         raise UsageError("--replay_ratio needs --replay_file: the general corpus to replay")
     if data_args.replay_file and data_args.streaming:
         raise UsageError("--replay_file does not work with --streaming (drop --streaming, or mix the files first)")
+    if any(not 0 < f < 1 for f in training_args.snapshots or []):
+        raise UsageError(f"--snapshots {training_args.snapshots}: fractions of the training steps in (0, 1)")
     names = [n.name for n in data_args.named_eval_files]
     if len(set(names)) != len(names) or "validation" in names:
         raise UsageError("--eval_file names must be distinct and not 'validation'")

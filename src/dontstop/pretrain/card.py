@@ -202,6 +202,7 @@ def write_model_card(
         "",
         *averaging_lines(metrics, own, merged),
         *head_warmup_lines(metrics),
+        *carried_lines(metrics),
         *corpus_lines(corpus_stats),
         "",
         *hyperparameter_lines(metrics, masking_args, training_args),
@@ -211,6 +212,17 @@ def write_model_card(
     ]
     with open(os.path.join(directory, "README.md"), "w", encoding="utf-8") as f:
         f.write("\n".join(lines))
+
+
+def carried_lines(metrics: PretrainMetrics) -> list[str]:
+    if not metrics.carried_weights:
+        return []
+    names = ", ".join(f"`{name}`" for name in metrics.carried_weights)
+    return [
+        f"Carried over unchanged from the starting checkpoint, which the language-model head does not use: {names}. "
+        "A model fine-tuned from here starts from them as one fine-tuned from the starting checkpoint does.",
+        "",
+    ]
 
 
 def head_warmup_lines(metrics: PretrainMetrics) -> list[str]:

@@ -14,7 +14,7 @@ from ..adapters import save_merged
 from ..averaging import pretrain_report
 from ..errors import UsageError
 from ..masking import CausalLMCollator, EpochIndexed, MaskedLMCollator
-from ..models import MERGED_DIR, LanguageModel, load_language_model
+from ..models import MERGED_DIR, LanguageModel, carry_unused_weights, load_language_model
 from ..outputs import write_json
 from ..records import PretrainMetrics, eval_values
 from ..replay import ReplayMix
@@ -31,6 +31,7 @@ from .args import (
 from .card import write_model_card
 from .data import DatasetBuilder, Datasets
 from .freezing import Freezing, derived_head_warmup_steps
+from .snapshots import Snapshots
 from .trainer import PretrainTrainer
 
 logger = logging.getLogger(__name__)
@@ -118,9 +119,14 @@ def freezing(model: Model, model_args: ModelArguments, steps: int, evaluates: bo
 def build_trainer(model: Model, arguments, data: Datasets, callbacks: list) -> tuple[PretrainTrainer, Freezing | None]:
     model_args, data_args, masking_args, training_args = arguments
     batch = training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
-    freeze = freezing(model, model_args, planned_steps(training_args, data.train, batch), bool(data.eval))
+    total = planned_steps(training_args, data.train, batch)
+    freeze = freezing(model, model_args, total, bool(data.eval))
     averager = training_args.averager()
-    callbacks = list(callbacks) + [c for c in (freeze, averager) if c is not None]
+    snapshots = None
+    if training_args.snapshots:
+        source = None if model.adapter or model_args.config_name else model_args.model_name_or_path  # carried from
+        snapshots = Snapshots(training_args.snapshots, total, source, model.lm.objective)
+    callbacks = list(callbacks) + [c for c in (freeze, averager, snapshots) if c is not None]
     if data.eval and training_args.eval_steps and training_args.eval_strategy == "no":
         training_args.eval_strategy = "steps"  # --eval_steps alone means: evaluate every that many steps
     trainer = PretrainTrainer(
@@ -138,6 +144,8 @@ def build_trainer(model: Model, arguments, data: Datasets, callbacks: list) -> t
         else None,
         averager=averager,
     )
+    if snapshots is not None:
+        snapshots.trainer = trainer
     return trainer, freeze
 
 
@@ -192,6 +200,10 @@ def save(trainer: PretrainTrainer, model: Model, arguments, metrics: PretrainMet
         cards.append((os.path.join(out, MERGED_DIR), {"merged": True}))
     if not trainer.is_world_process_zero():
         return
+    source = arguments[0].model_name_or_path if not arguments[0].config_name else None
+    whole = [d for d, card in cards if card.get("merged") or model.adapter is None]  # not the adapters alone
+    for directory in whole if source else []:
+        metrics.carried_weights = carry_unused_weights(source, directory, model.lm.objective) or None
     resolved = {name: asdict(a) for name, a in zip(("model", "data", "masking"), arguments[:3], strict=True)}
     resolved["training"] = training_args.to_dict()
     for directory, card in cards:

@@ -25,6 +25,7 @@ import os
 
 from ..outputs import staged
 from ..records import ExperimentSummary
+from .curves import curve_sections
 from .figures import arm_colors, forgetting_chart, forgetting_rows, loss_chart, overlap, pretrain_lines, results_chart
 from .render import render_html, render_markdown
 from .sections import build
@@ -50,10 +51,11 @@ def write_report(summary: ExperimentSummary | dict, output_dir: str) -> dict:
     forgetting = forgetting_chart(forgetting_rows(summary), colors)
     if forgetting is not None:
         figures["forgetting.png"] = forgetting
-    heatmap, matrix = overlap(summary.inspect_dir)
+    heatmap, similarity = overlap(summary.inspect_dir)
     if heatmap is not None:
         figures["overlap.png"] = heatmap
-    blocks = build(summary, comparison, figures, matrix, bottom)
+    curves = curve_sections(summary, comparison, colors, figures)
+    blocks = build(summary, comparison, figures, similarity, bottom, curves)
     markdown, page = render_markdown(blocks), render_html(blocks, figures)
     with staged(output_dir) as path:
         for name, data in figures.items():

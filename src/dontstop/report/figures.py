@@ -13,14 +13,8 @@ from .statistics import points
 logger = logging.getLogger(__name__)
 
 BASELINE_COLOR = "#9aa3b2"
-
-
 PALETTE = ["#2f6fdf", "#e07a1f", "#1f9d6b", "#c43d6b", "#7a5cd6", "#2aa5b8", "#b5892a", "#5b6475"]
-
-
 DPI = 192  # twice the 96 px per inch the page shows them at: sharp on high-density screens and on paper
-
-
 PLOT_STYLE = {
     "axes.spines.top": False,
     "axes.spines.right": False,
@@ -233,18 +227,17 @@ def forgetting_chart(rows: list[tuple], colors: dict[str, str]) -> bytes | None:
     return _png(fig)
 
 
-def overlap(inspect_dir: str | None) -> tuple[bytes | None, dict | None]:
-    """The heatmap PNG and the overlap entry of similarity.json ({"names", "matrix", "description"}) of an
-    inspect directory; (None, None) without one."""
+def overlap(inspect_dir: str | None) -> tuple[bytes | None, Similarity | None]:
+    """The heatmap PNG and the record (similarity.json) of an inspect directory; (None, None) without one."""
     if not inspect_dir:
         return None, None
-    image, matrix = None, None
+    image, record = None, None
     png = os.path.join(inspect_dir, "overlap.png")
     if os.path.isfile(png):
         with open(png, "rb") as f:
             image = f.read()
     if os.path.isfile(os.path.join(inspect_dir, Similarity.FILE)):
-        matrix = Similarity.load(inspect_dir).overlap
-    if image is None and matrix is None:
+        record = Similarity.load(inspect_dir)
+    if image is None and record is None:
         logger.warning("%s: no overlap.png or similarity.json; the report leaves vocabulary overlap out", inspect_dir)
-    return image, matrix
+    return image, record

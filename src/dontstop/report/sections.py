@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 
-from ..compare import ALPHA, METHOD
-from ..records import ExperimentSummary, PretrainMetrics, StageSummary
+from ..evidence import ALPHA
+from ..inspect import RELEVANT_SHARE
+from ..records import ExperimentSummary, PretrainMetrics, Similarity, StageSummary
 from ..scoring import mean_std_percent
 from .figures import forgetting_rows
-from .statistics import count, duration, loss, p_phrase, p_text, points
+from .statistics import count, duration, loss, p_text, points
 
 
 def table(header: list[str], rows: list[list], align: str, row_classes: list[str] | None = None, compact=False):
@@ -61,14 +62,16 @@ def settings_yaml(settings: dict) -> str:
     return yaml.safe_dump(plain, sort_keys=False, allow_unicode=True, default_flow_style=False).rstrip()
 
 
-def build(summary: ExperimentSummary, comparison: dict, figures: dict[str, bytes], overlap_matrix, bottom: float):
-    """The report as blocks, section by section, from the summary, the comparison and the figures (by file name)."""
+def build(summary: ExperimentSummary, comparison: dict, figures: dict, similarity, bottom: float, curves=()):
+    """The report as blocks, section by section, from the summary, the comparison, the figures (by file name) and
+    the sections of the curves (`curves.py`)."""
     return [
         *headline(summary, comparison),
         *results_section(summary, comparison, bottom),
+        *curves,
         *pretraining_section(figures),
         *forgetting_section(summary),
-        *overlap_section(overlap_matrix, figures),
+        *overlap_section(similarity, figures),
         *compute_section(summary),
         *arms_section(summary, comparison),
         *settings_section(summary),
@@ -92,7 +95,7 @@ def headline(summary: ExperimentSummary, comparison: dict) -> list[dict]:
         gain = (f"{points(s['delta'])} pts", f"over {base['name']}")
         p = (p_text(s), "significant" if s["significant"] else "not significant")
     cards = [("best arm", best["name"], f"{split} {metric} {mean_std_percent(s)}"), ("gain", *gain)]
-    cards += [("Welch's p", *p), ("wall time", wall, f"{len(runs)} arms")]
+    cards += [("p (Holm)", *p), ("wall time", wall, f"{len(runs)} arms")]
     return [
         {"kind": "title", "text": f"Experiment {summary.name}".strip()},
         {"kind": "meta", "text": facts},
@@ -132,7 +135,7 @@ def results_section(summary: ExperimentSummary, comparison: dict, bottom: float)
             tone = ("pos" if s["delta"] > 0 else "neg") if s["significant"] else "muted"
             cells += [
                 mean_std_percent(s),
-                (f"{points(s['delta'])}{'*' if s['significant'] else ''} ({p_phrase(s).replace(' ', '')})", tone),
+                (f"{points(s['delta'])}{'*' if s['significant'] else ''} (p={p_text(s)})", tone),
             ]
         rows.append(cells)
     header = ["arm"] + [h for m in metrics for h in (m, "Δ")]
@@ -141,10 +144,12 @@ def results_section(summary: ExperimentSummary, comparison: dict, bottom: float)
         {"kind": "h2", "text": "Results", "id": "results"},
         caption(
             f"{split} {metric} (the primary metric), percent: mean ± sample std over seeds; Δ and its 95% confidence "
-            f"interval in points against **{runs[0]['name']}**; significant at p < {ALPHA}."
+            f"interval over seeds in points against **{runs[0]['name']}**; p corrected by Holm's method for the "
+            f"{len(runs) - 1} arms compared with it; significant at corrected p < {ALPHA}."
         ),
         primary,
-        caption(f"Every metric on {split}, percent; * p < {ALPHA}. {METHOD}."),
+        *evidence_section(comparison),
+        caption(f"Every metric on {split}, percent; * p < {ALPHA}. {comparison['method']}."),
         table(header, rows, "l" + "r" * (len(header) - 1)),
         {
             "kind": "figure",
@@ -152,6 +157,36 @@ def results_section(summary: ExperimentSummary, comparison: dict, bottom: float)
             "caption": f"{split} {metric} per arm: bar = mean, whiskers = ± std, dots = seeds; dashed line = the "
             f"baseline's mean; above each bar its Δ in points (* significant).{axis}",
         },
+    ]
+
+
+def evidence_section(comparison: dict) -> list[dict]:
+    """How sure each Δ is: the test over seeds (paired or not, and why), raw and corrected p, Wilcoxon's p, the
+    interval over test examples, and what the design could detect."""
+    metric, runs = comparison["primary_metric"], comparison["runs"]
+    rows = []
+    for row in runs[1:]:
+        s = row["metrics"][metric]
+        test = s.get("test", "n/a") + (f" ({s['pairing_note']})" if s.get("pairing_note") else "")
+        raw = "n/a" if s["p_value"] is None else f"{s['p_value']:.2g}"
+        wilcoxon = "n/a" if s.get("wilcoxon_p") is None else f"{s['wilcoxon_p']:.2g}"
+        boot = s.get("bootstrap")
+        over_test = f"[{points(boot['low'])}, {points(boot['high'])}]" if boot else "n/a"
+        power = s.get("power") or {}
+        detectable = f"{100 * power['detectable']:.1f}" if power.get("detectable") is not None else "n/a"
+        needed = str(power["seeds_needed"]) if power.get("seeds_needed") is not None else "n/a"
+        rows.append([row["name"], test, points(s["delta"]), raw, p_text(s), wilcoxon, over_test, detectable, needed])
+    header = ["arm", "test over seeds", "Δ", "p", "Holm p", "Wilcoxon p", "95% CI over test examples",
+              "detectable Δ", "seeds for this Δ"]  # fmt: skip
+    return [
+        caption(
+            f"How sure: the test over seeds (paired when every seed drew the same training examples in both arms), "
+            f"its p raw and Holm-corrected, Wilcoxon's signed-rank p (for 3 seeds it cannot go below 0.25), the 95% "
+            f"interval of Δ over the test examples (paired bootstrap, 1,000 resamples), the smallest Δ the design "
+            f"detects with 80% power at α = {ALPHA} from the observed spread, and the seeds per arm that would detect "
+            f"the observed Δ."
+        ),
+        table(header, rows, "llrrrrrrr"),
     ]
 
 
@@ -187,6 +222,7 @@ def forgetting_section(summary: ExperimentSummary) -> list[dict]:
             "is better. A fall on the domain is adaptation; a rise on general text is forgetting."
         ),
         table(["arm", "held-out set", "before", "after", "change"], rows, "llrrr"),
+        *relevance(summary),
         {
             "kind": "figure",
             "file": "forgetting.png",
@@ -195,8 +231,28 @@ def forgetting_section(summary: ExperimentSummary) -> list[dict]:
     ]
 
 
-def overlap_section(matrix: dict | None, figures: dict[str, bytes]) -> list[dict]:
-    """The vocabulary-overlap matrix of `dontstop inspect` and its heatmap; nothing without them."""
+def relevance(summary: ExperimentSummary) -> list[dict]:
+    """For each arm that lowered the held-out domain loss: did the task's text gain with it? If it gained less than
+    `RELEVANT_SHARE` of it, the domain corpus taught the domain, not the task."""
+    lines = []
+    for arm in summary.arms:
+        domain, task = arm.lm_eval.get("domain"), arm.lm_eval.get("task")
+        if not domain or not task or None in (domain.before, domain.after, task.before, task.after):
+            continue
+        gain, task_gain = domain.before - domain.after, task.before - task.after
+        if gain <= 0:
+            continue
+        said = f"**{arm.name}** lowered the held-out domain loss by {gain:.2f} nats, the task's by {task_gain:.2f}"
+        if task_gain < RELEVANT_SHARE * gain:
+            said += ": the domain corpus is far from your task: select from it (kNN-TAPT) or find a closer one"
+        lines.append(said + ".")
+    return [{"kind": "list", "items": lines}] if lines else []
+
+
+def overlap_section(similarity: Similarity | None, figures: dict[str, bytes]) -> list[dict]:
+    """The vocabulary-overlap matrix of `dontstop inspect`, its heatmap and its recommendation; nothing without
+    them."""
+    matrix = similarity.overlap if similarity else None
     if not matrix and "overlap.png" not in figures:
         return []
     blocks = [{"kind": "h2", "text": "Vocabulary overlap", "id": "overlap"}]
@@ -213,6 +269,11 @@ def overlap_section(matrix: dict | None, figures: dict[str, bytes]) -> list[dict
             "on, the more DAPT tends to pay (Gururangan et al., 2020)."
         )
         blocks.append({"kind": "figure", "file": "overlap.png", "caption": text})
+    if similarity and similarity.recommendation:
+        blocks += [
+            caption("What `dontstop inspect` recommended from it, before any training:"),
+            {"kind": "list", "items": [line.removeprefix("- ") for line in similarity.recommendation]},
+        ]
     return blocks
 
 

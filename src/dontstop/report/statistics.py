@@ -15,15 +15,22 @@ def points(delta: float) -> str:
     return f"{round(100 * delta, 1) + 0.0:+.1f}"  # + 0.0: no "-0.0" for a tie
 
 
+def corrected_p(stats: dict) -> float | None:
+    """The p-value the verdict stands on: Holm-corrected for the arms compared with the baseline."""
+    return stats.get("p_holm", stats.get("p_value"))
+
+
 def p_text(stats: dict) -> str:
-    p = stats.get("p_value")
+    p = corrected_p(stats)
     return "n/a" if p is None else ("<0.001" if p < 0.001 else f"{p:.2g}")
 
 
 def p_phrase(stats: dict) -> str:
-    """For sentences: p = 0.03, or p < 0.001."""
+    """For sentences: "paired t-test, Holm-corrected p = 0.03" (or p < 0.001)."""
     text = p_text(stats)
-    return f"p < {text[1:]}" if text.startswith("<") else f"p = {text}"
+    p = f"p < {text[1:]}" if text.startswith("<") else f"p = {text}"
+    corrected = "Holm-corrected " if "p_holm" in stats else ""
+    return f"{stats['test']}, {corrected}{p}" if stats.get("test") else p
 
 
 def duration(seconds: float | None) -> str:
@@ -118,7 +125,7 @@ def verdict(comparison: dict) -> dict:
             f"**{base['name']}**"
         )
         if s["significant"]:
-            text += f": a significant gain (Welch's {p_phrase(s)}, {seeds})."
+            text += f": a significant gain ({p_phrase(s)}, {seeds})."
             tone = "win"
         elif s["p_value"] is None:
             text += f", but significance could not be tested ({s['p_note']})."
@@ -131,6 +138,8 @@ def verdict(comparison: dict) -> dict:
         named = [f"{row['name']} ({points(stats(row)['delta'])})" for row in rest if sign * stats(row)["delta"] > 0]
         if named:
             text += f" Also significantly {word} the baseline: {', '.join(named)}."
+    if tone != "win":
+        text += " No arm is better than the baseline at this budget."
     return {"best": best["name"], "tone": tone, "text": text}
 
 
@@ -149,8 +158,8 @@ def results_table(summary: ExperimentSummary | dict, comparison: dict | None = N
     plain = comparison["verdict"]["text"].replace("**", "")
     lines += [
         "",
-        f"{comparison['split']} split, percent, mean ± std over seeds; Δ in points against {comparison['baseline']}, "
-        f"Welch's t-test, * p < {ALPHA}.",
+        f"{comparison['split']} split, percent, mean ± std over seeds; Δ in points against {comparison['baseline']}; "
+        f"{comparison['method']}; * p < {ALPHA} after the correction.",
         f"Verdict: {plain}",
     ]
     return "\n".join(lines)
