@@ -187,11 +187,9 @@ class WeightAverage(TrainerCallback):
             self.updates += 1
             self.collected(state)
 
-    def on_save(self, args, state, control, **kwargs):
-        from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-
-        folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
-        if self.averaged is None or not state.is_world_process_zero or not os.path.isdir(folder):
+    def save(self, folder: str) -> None:
+        """Write the average into a checkpoint folder, so that a resumed run continues it exactly."""
+        if self.averaged is None:
             return
         saved = {
             "method": self.name,
@@ -201,6 +199,18 @@ class WeightAverage(TrainerCallback):
             "parameters": [p.detach().cpu() for p in self.averaged.module.parameters()],
         }
         torch.save(saved, os.path.join(folder, CHECKPOINT_FILE))
+
+    def on_save(self, args, state, control, **kwargs):
+        # A trainer with atomic checkpoints (checkpoints.py) has saved the average inside the checkpoint already.
+        from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+        folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+        if (
+            state.is_world_process_zero
+            and os.path.isdir(folder)
+            and not os.path.exists(os.path.join(folder, CHECKPOINT_FILE))
+        ):
+            self.save(folder)
 
     def _restore(self, args, state) -> None:
         from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR

@@ -24,15 +24,12 @@ import torch
 from tqdm.auto import tqdm
 
 from .fingerprint import content_hash, hash_json, tokenizer_hash
+from .outputs import default_cache_dir
 from .segment import BOUNDARY_COUNTS, Boundaries
 
 logger = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1  # bump when the cached arrays change meaning
-
-
-def default_cache_dir() -> str:
-    return os.environ.get("DONTSTOP_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "dontstop"))
 
 
 @dataclass(frozen=True)
@@ -141,16 +138,7 @@ def tokenize_corpus(
     entry = os.path.join(cache_dir, "tokenized", key)
     if os.path.exists(os.path.join(entry, "done")):
         logger.info("%s: tokenized corpus found in the cache (%s)", path, entry)
-        columns = {
-            name: np.load(os.path.join(entry, f"{name}.npy"), mmap_mode="r")
-            for name in BOUNDARY_COUNTS
-            if os.path.exists(os.path.join(entry, f"{name}.npy"))
-        }
-        return TokenizedCorpus(
-            np.load(os.path.join(entry, "ids.npy"), mmap_mode="r"),
-            np.load(os.path.join(entry, "offsets.npy")),
-            columns,
-        )
+        return read_cache_entry(entry)
     if boundaries is not None:
         check_offsets(tokenizer)
 
@@ -181,22 +169,38 @@ def tokenize_corpus(
             columns[name] = np.where(local >= 0, local + base[doc_of_token], -1).astype(np.int32)
     corpus = TokenizedCorpus(ids.astype(np.int32), offsets, columns)
 
-    # Write to a temporary directory and rename, so an interrupted run never leaves a half-written cache entry.
+    write_cache_entry(entry, corpus, key_material)
+    logger.info("%s: %d documents, %d tokens", path, corpus.num_documents, corpus.num_tokens)
+    return corpus
+
+
+def read_cache_entry(entry: str) -> TokenizedCorpus:
+    columns = {
+        name: np.load(os.path.join(entry, f"{name}.npy"), mmap_mode="r")
+        for name in BOUNDARY_COUNTS
+        if os.path.exists(os.path.join(entry, f"{name}.npy"))
+    }
+    ids = np.load(os.path.join(entry, "ids.npy"), mmap_mode="r")
+    return TokenizedCorpus(ids, np.load(os.path.join(entry, "offsets.npy")), columns)
+
+
+def write_cache_entry(entry: str, corpus: TokenizedCorpus, key_material: dict) -> None:
+    """Write to a temporary directory and rename, so an interrupted run never leaves a half-written cache entry."""
     tmp = f"{entry}.tmp{os.getpid()}"
     os.makedirs(tmp, exist_ok=True)
     np.save(os.path.join(tmp, "ids.npy"), corpus.ids)
-    np.save(os.path.join(tmp, "offsets.npy"), offsets)
-    for name, column in columns.items():
+    np.save(os.path.join(tmp, "offsets.npy"), corpus.offsets)
+    for name, column in corpus.columns.items():
         np.save(os.path.join(tmp, f"{name}.npy"), column)
     with open(os.path.join(tmp, "key.json"), "w") as f:
         json.dump(key_material, f, indent=1)
     open(os.path.join(tmp, "done"), "w").close()
     try:
         os.replace(tmp, entry)
-    except OSError:  # another process won the race; its entry is as good as ours
-        pass
-    logger.info("%s: %d documents, %d tokens", path, corpus.num_documents, corpus.num_tokens)
-    return corpus
+    except OSError:  # another process won the race; its entry is as good as ours, and ours goes
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def flat_column(dataset, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -411,3 +415,24 @@ class StreamingBlocks(torch.utils.data.IterableDataset):
             if (index // self.batch_size) % workers == worker:
                 item = {name: frame(name, np.asarray(values, dtype=np.int32)) for name, values in block.items()}
                 yield {**item, "idx": index, "epoch": self.epoch}
+
+
+# Above this share of unknown tokens in the first batch, a tokenizer does not fit the text (a Chinese text through
+# an English vocabulary, say): training would learn to predict [UNK], with a loss that looks perfect.
+UNKNOWN_LIMIT = 0.5
+
+
+def check_unknown_tokens(batches: list[list[int]], tokenizer, allowed: bool, option: str) -> float:
+    """The share of unknown tokens among the non-special tokens of the first batch; a UsageError above
+    `UNKNOWN_LIMIT` unless `allowed` (the `option` that allows it is named)."""
+    from .errors import UsageError
+
+    unknown, special = tokenizer.unk_token_id, set(tokenizer.all_special_ids) - {tokenizer.unk_token_id}
+    tokens = [t for ids in batches for t in ids if t not in special]
+    share = sum(t == unknown for t in tokens) / len(tokens) if tokens and unknown is not None else 0.0
+    if share > UNKNOWN_LIMIT and not allowed:
+        raise UsageError(
+            f"{share:.0%} of the first batch's tokens are the unknown token {tokenizer.unk_token!r}: the tokenizer "
+            f"does not fit this text (pass {option} to train anyway)"
+        )
+    return share

@@ -52,10 +52,23 @@ class TaskArguments:
     label_separator: str = field(
         default=",", metadata={"help": "multi_label in csv/tsv: the separator between the labels of a cell."}
     )
+    allow_unknown_tokens: bool = field(
+        default=False,
+        metadata={"help": "Train even when most tokens of the first batch are the tokenizer's unknown token."},
+    )
+    label_type: str = field(
+        default="auto",
+        metadata={
+            "help": 'auto: labels must be all numbers or all strings (1 and "1" mixed is an error); str: read '
+            'every label as a string, so 1 and "1" are one class.',
+            "choices": ["auto", "str"],
+        },
+    )
     max_seq_length: int | None = field(
         default=None,
         metadata={
-            "help": "Tokens per example; longer ones are truncated (and counted). Default: min(512, model max)."
+            "bounds": "[1, inf)",
+            "help": "Tokens per example; longer ones are truncated (and counted). Default: min(512, model max).",
         },
     )
     seeds: str = field(
@@ -112,19 +125,27 @@ class FinetuningArguments(AdapterArguments, AveragingArguments, RobertaRecipe):
     averaging (--ema, --swa_start) from `averaging.py`, a task adapter (--adapter lora) from `adapters.py`."""
 
     # The paper's fine-tuning learning rate and batch size (it follows RoBERTa's GLUE recipe).
-    learning_rate: float = field(default=2e-5, metadata={"help": "Peak learning rate."})
-    per_device_train_batch_size: int = field(default=16, metadata={"help": "Training batch size per device."})
+    learning_rate: float = field(default=2e-5, metadata={"bounds": "[0, inf)", "help": "Peak learning rate."})
+    per_device_train_batch_size: int = field(
+        default=16, metadata={"bounds": "[1, inf)", "help": "Training batch size per device."}
+    )
     # Evaluation keeps no activations for a backward pass, so larger batches cost little memory and run faster.
-    per_device_eval_batch_size: int = field(default=64, metadata={"help": "Evaluation batch size per device."})
+    per_device_eval_batch_size: int = field(
+        default=64, metadata={"bounds": "[1, inf)", "help": "Evaluation batch size per device."}
+    )
     # The paper trains up to 10 epochs (3 for its large tasks) and keeps the best on dev, patience 3.
     num_train_epochs: float = field(
-        default=10.0, metadata={"help": "Most epochs per seed (early stopping may end sooner)."}
+        default=10.0, metadata={"bounds": "(0, inf)", "help": "Most epochs per seed (early stopping may end sooner)."}
     )
     early_stopping_patience: int = field(
-        default=3, metadata={"help": "Stop after this many evaluations without a better dev metric (0: never)."}
+        default=3,
+        metadata={
+            "bounds": "[0, inf)",
+            "help": "Stop after this many evaluations without a better dev metric (0: never).",
+        },
     )
     # RoBERTa's fine-tuning weight decay (its pretraining used 0.01); warm-up and Adam settings come from the recipe.
-    weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay."})
+    weight_decay: float = field(default=0.1, metadata={"bounds": "[0, inf)", "help": "AdamW weight decay."})
     # The best epoch is chosen on dev after every epoch; the best weights are kept in memory, so no checkpoints.
     eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate on dev: epoch or steps."})
     save_strategy: str = field(default="no", metadata={"help": "Trainer checkpoints (not needed to keep the best)."})
@@ -133,7 +154,9 @@ class FinetuningArguments(AdapterArguments, AveragingArguments, RobertaRecipe):
         default="none",
         metadata={"help": "Adversarial training on the word embeddings.", "choices": ["none", *ADVERSARIES]},
     )
-    adv_epsilon: float = field(default=1.0, metadata={"help": "FGM: norm of the embedding perturbation."})
+    adv_epsilon: float = field(
+        default=1.0, metadata={"bounds": "(0, inf)", "help": "FGM: norm of the embedding perturbation."}
+    )
 
 
 def parse_seeds(spec, base: int) -> list[int]:

@@ -10,6 +10,7 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from ..averaging import WeightAverage
+from ..checkpoints import AtomicCheckpoints
 
 
 class BestEpoch(TrainerCallback):
@@ -55,7 +56,7 @@ class BestEpoch(TrainerCallback):
             model.load_state_dict(self.best_state)
 
 
-class FinetuneTrainer(Trainer):
+class FinetuneTrainer(AtomicCheckpoints, Trainer):
     """A Trainer that adds an adversarial pass to each step and, with weight averaging, evaluates the averaged
     weights beside the raw ones."""
 

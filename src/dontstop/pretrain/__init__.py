@@ -16,8 +16,6 @@ The package, one module per step: `args` (the options and their checks), `data` 
 
 from __future__ import annotations
 
-import os
-
 from ..config import lazy_attribute
 from .args import DataArguments, MaskingArguments, ModelArguments, PretrainingArguments
 
@@ -33,9 +31,9 @@ def run(model_args, data_args, masking_args, training_args, callbacks=None):
 
 def resume_options(directory: str) -> dict | None:
     """Options that continue an interrupted run in `directory`: from its last complete checkpoint, if any."""
-    from transformers.trainer_utils import get_last_checkpoint
+    from ..checkpoints import last_complete_checkpoint
 
-    return {"resume_from_checkpoint": "last"} if os.path.isdir(directory) and get_last_checkpoint(directory) else None
+    return {"resume_from_checkpoint": "last"} if last_complete_checkpoint(directory) else None
 
 
 def __getattr__(name: str):

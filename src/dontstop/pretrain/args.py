@@ -46,16 +46,18 @@ class ModelArguments:
     head_warmup_steps: int | None = field(
         default=None,
         metadata={
+            "bounds": "[0, inf)",
             "help": "Steps that train only newly initialised weights (a missing MLM head) before the whole "
-            "model trains. Default: 10%% of the training steps, at most 500; 0 disables."
+            "model trains. Default: 10%% of the training steps, at most 500; 0 disables.",
         },
     )
     train_new_embeddings_only_steps: int = field(
         default=0,
         metadata={
+            "bounds": "[0, inf)",
             "help": "Steps that train only the embedding rows (and output-bias entries) of the tokens added by "
             "`dontstop vocab extend`, everything else frozen, before the whole model trains. Needs a model from "
-            "`dontstop vocab extend`; 0 disables."
+            "`dontstop vocab extend`; 0 disables.",
         },
     )
     masked_only_head: bool = field(
@@ -80,8 +82,9 @@ class DataArguments:
     validation_split_percentage: float = field(
         default=5.0,
         metadata={
+            "bounds": "[0, 100)",
             "help": "Without --validation_file, hold out this %% of the training documents (0 disables; "
-            "a --streaming run needs --validation_file to be evaluated)."
+            "a --streaming run needs --validation_file to be evaluated).",
         },
     )
     eval_file: list[str] | None = field(
@@ -95,7 +98,11 @@ class DataArguments:
     )
     text_column: str = field(default="text", metadata={"help": "Column holding the text in jsonl/csv/parquet files."})
     max_seq_length: int | None = field(
-        default=None, metadata={"help": "Tokens per example, special tokens included. Default: min(512, model max)."}
+        default=None,
+        metadata={
+            "bounds": "[1, inf)",
+            "help": "Tokens per example, special tokens included. Default: min(512, model max).",
+        },
     )
     line_by_line: bool = field(
         default=False,
@@ -106,7 +113,7 @@ class DataArguments:
         metadata={"help": "Stream and tokenize on the fly, for corpora larger than memory (needs --max_steps)."},
     )
     preprocessing_num_workers: int | None = field(
-        default=None, metadata={"help": "Processes for tokenization.", "fingerprint": False}
+        default=None, metadata={"bounds": "[1, inf)", "help": "Processes for tokenization.", "fingerprint": False}
     )
     data_cache_dir: str | None = field(
         default=None,
@@ -117,7 +124,10 @@ class DataArguments:
     )
     max_eval_samples: int | None = field(
         default=None,
-        metadata={"help": "Evaluate on at most this many examples of each held-out set (the first ones)."},
+        metadata={
+            "bounds": "[1, inf)",
+            "help": "Evaluate on at most this many examples of each held-out set (the first ones).",
+        },
     )
     replay_file: str | None = field(
         default=None,
@@ -131,9 +141,14 @@ class DataArguments:
     replay_ratio: float = field(
         default=0.0,
         metadata={
+            "bounds": "[0, 1)",
             "help": "Share of the training tokens drawn from --replay_file, in [0, 1): a fraction R of the packed "
-            "blocks of every epoch, spread evenly; the general corpus is cycled if too small, sampled if larger."
+            "blocks of every epoch, spread evenly; the general corpus is cycled if too small, sampled if larger.",
         },
+    )
+    allow_unknown_tokens: bool = field(
+        default=False,
+        metadata={"help": "Train even when most tokens of the first batch are the tokenizer's unknown token."},
     )
     replay_text_column: str | None = field(
         default=None, metadata={"help": "Text column of --replay_file (default: --text_column)."}
@@ -175,15 +190,19 @@ class MaskingArguments:
             "path": "file",
         },
     )
-    mlm_probability: float = field(default=0.15, metadata={"help": "Share of maskable tokens chosen for prediction."})
+    mlm_probability: float = field(
+        default=0.15, metadata={"bounds": "(0, 1]", "help": "Share of maskable tokens chosen for prediction."}
+    )
     mask_replace_prob: float = field(
-        default=0.8, metadata={"help": "Of the chosen units, share replaced by mask tokens."}
+        default=0.8, metadata={"bounds": "[0, 1]", "help": "Of the chosen units, share replaced by mask tokens."}
     )
     random_replace_prob: float = field(
-        default=0.1, metadata={"help": "Of the chosen units, share replaced by random tokens."}
+        default=0.1, metadata={"bounds": "[0, 1]", "help": "Of the chosen units, share replaced by random tokens."}
     )
-    span_p: float = field(default=0.2, metadata={"help": "span: geometric parameter of span lengths in words."})
-    span_max_words: int = field(default=10, metadata={"help": "span: longest span, in words."})
+    span_p: float = field(
+        default=0.2, metadata={"bounds": "(0, 1]", "help": "span: geometric parameter of span lengths in words."}
+    )
+    span_max_words: int = field(default=10, metadata={"bounds": "[1, inf)", "help": "span: longest span, in words."})
     ngram_probs: str = field(default="0.5,0.3,0.2", metadata={"help": "ngram: probabilities of 1-, 2-, 3-grams."})
 
     def spec(self):
@@ -216,12 +235,14 @@ class PretrainingArguments(AdapterArguments, AveragingArguments, RobertaRecipe):
     (--ema, --swa_start) from `averaging.py`, LoRA adapters (--adapter lora) from `adapters.py`."""
 
     # RoBERTa's pretraining weight decay, kept by the paper for DAPT and TAPT.
-    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
+    weight_decay: float = field(default=0.01, metadata={"bounds": "[0, inf)", "help": "AdamW weight decay."})
     # The paper's TAPT learning rate; its DAPT used 5e-4 with batches of 2048, too high for one machine's batches.
-    learning_rate: float = field(default=1e-4, metadata={"help": "Peak learning rate."})
+    learning_rate: float = field(default=1e-4, metadata={"bounds": "[0, inf)", "help": "Peak learning rate."})
     # Our examples carry `idx` and `epoch` for the collator; the model never sees them.
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep all dataset columns for the collator."})
-    logging_steps: float = field(default=50, metadata={"help": "Log every N steps (or a ratio of all steps if < 1)."})
+    logging_steps: float = field(
+        default=50, metadata={"bounds": "(0, inf)", "help": "Log every N steps (or a ratio of all steps if < 1)."}
+    )
     snapshots: list[float] | None = field(
         default=None,
         metadata={
@@ -293,12 +314,15 @@ def checkpoint_to_resume(training_args: PretrainingArguments) -> str | None:
     """The checkpoint directory `--resume_from_checkpoint` names (`last`: the newest in --output_dir), or None."""
     resume = training_args.resume_from_checkpoint
     if resume == "last":
-        from transformers.trainer_utils import get_last_checkpoint
+        from ..checkpoints import clean_stale, last_complete_checkpoint
 
         out = training_args.output_dir
-        last = get_last_checkpoint(out) if os.path.isdir(out) else None
+        clean_stale(out)
+        last = last_complete_checkpoint(out)
         if last is None:
-            raise UsageError(f"--resume_from_checkpoint last: no checkpoint-* directory in {out}")
+            raise UsageError(
+                f"--resume_from_checkpoint last: no checkpoint-* directory in {out} is a whole checkpoint"
+            )
         return last
     if resume and not os.path.isdir(resume):
         raise UsageError(f"--resume_from_checkpoint: {resume} is not a directory")

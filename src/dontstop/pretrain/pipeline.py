@@ -8,17 +8,18 @@ import os
 import time
 from dataclasses import asdict, dataclass
 
-from transformers import set_seed
+from transformers import TrainerCallback, set_seed
 
 from ..adapters import save_merged
 from ..averaging import pretrain_report
+from ..checkpoints import loss_sum_before
 from ..errors import UsageError
 from ..masking import CausalLMCollator, EpochIndexed, MaskedLMCollator
 from ..models import MERGED_DIR, LanguageModel, carry_unused_weights, load_language_model
 from ..outputs import write_json
 from ..records import PretrainMetrics, eval_values
 from ..replay import ReplayMix
-from ..tokenization import Framing
+from ..tokenization import Framing, check_unknown_tokens
 from .args import (
     DataArguments,
     MaskingArguments,
@@ -82,6 +83,17 @@ def collator(lm: LanguageModel, masking_args: MaskingArguments, seed: int):
         mask_replace_prob=masking_args.mask_replace_prob,
         random_replace_prob=masking_args.random_replace_prob,
     )
+
+
+def first_batch(train, size: int) -> list[list[int]]:
+    """The token ids of the first `size` training examples (in corpus order)."""
+    import itertools
+
+    if hasattr(train, "__getitem__") and hasattr(train, "__len__"):
+        examples = (train[i] for i in range(min(size, len(train))))
+    else:
+        examples = itertools.islice(iter(train), size)
+    return [list(map(int, example["input_ids"])) for example in examples]
 
 
 def planned_steps(training_args: PretrainingArguments, train, batch: int) -> int:
@@ -154,7 +166,12 @@ def train(trainer: PretrainTrainer, model: Model, data: Datasets, freeze, checkp
     metrics = PretrainMetrics(objective=model.lm.objective)
     if data.eval and not checkpoint:
         metrics.before = trainer.evaluate()
+        trainer.add_callback(KeepEvaluationBefore(metrics.before))
+    if checkpoint:
+        trainer.loss_sum_before_resume = loss_sum_before(checkpoint) or 0.0
     metrics.train = trainer.train(resume_from_checkpoint=checkpoint).metrics
+    if checkpoint:
+        keep_history(metrics, trainer, checkpoint)
     if isinstance(data.train, ReplayMix):
         drawn = trainer.args.train_batch_size * max(1, trainer.args.world_size)
         usage = data.train.report(trainer.state.epoch, trainer._get_train_sampler(), examples_per_batch=drawn)
@@ -177,6 +194,33 @@ def train(trainer: PretrainTrainer, model: Model, data: Datasets, freeze, checkp
         metrics.averaged = pretrain_report(trainer.averager, metrics.after, list(data.eval))
     metrics.history = trainer.state.log_history
     return metrics
+
+
+class KeepEvaluationBefore(TrainerCallback):
+    """`Trainer.train` starts a fresh log, dropping the evaluation made just before it: put it back at step 0, so
+    every checkpoint carries it and a resumed run can still report where training began."""
+
+    def __init__(self, evaluation: dict):
+        self.evaluation = evaluation
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.global_step == 0:
+            state.log_history.insert(0, {**self.evaluation, "step": 0})
+
+
+def keep_history(metrics: PretrainMetrics, trainer: PretrainTrainer, checkpoint: str) -> None:
+    """A resumed run's record as if it had not stopped: the evaluation before training (logged at step 0, restored
+    with the checkpoint's log) and the training loss over every step, not only those since the resume (from the
+    loss sum the checkpoint records; a checkpoint without one leaves the last segment's loss, with a note)."""
+    before = next((e for e in trainer.state.log_history if e.get("step") == 0 and eval_values(e)), None)
+    if before is not None:
+        metrics.before = {k: v for k, v in before.items() if k.startswith("eval_")}
+    resumed_at, steps = trainer._initial_global_step, trainer.state.global_step
+    earlier, segment = loss_sum_before(checkpoint), metrics.train.get("train_loss")
+    if earlier is None:
+        logger.warning("%s records no training loss: train_loss covers only the steps since the resume", checkpoint)
+    elif segment is not None and steps > 0:
+        metrics.train["train_loss"] = (earlier + segment * (steps - resumed_at)) / steps
 
 
 def save(trainer: PretrainTrainer, model: Model, arguments, metrics: PretrainMetrics, corpus_stats: dict) -> None:
@@ -239,6 +283,8 @@ def run_pretrain(
         boundaries,
     )  # fmt: skip
     data = builder.build(batch)
+    check_unknown_tokens(first_batch(data.train, batch), model.lm.tokenizer, data_args.allow_unknown_tokens,
+                         "--allow_unknown_tokens")  # fmt: skip
     size = len(data.train) if hasattr(data.train, "__len__") else "streamed"
     logger.info("Objective %s; %s training examples of up to %d tokens", model.lm.objective, size, max_seq_length)
     trainer, freeze = build_trainer(model, arguments, data, callbacks or [])

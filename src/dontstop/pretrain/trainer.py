@@ -12,12 +12,13 @@ from transformers import Trainer
 
 from ..adapters import underlying_model
 from ..averaging import WeightAverage
+from ..checkpoints import AtomicCheckpoints
 from ..heads import causal_lm_loss_sum, masked_lm_loss_sum, masked_only_head, use_masked_only_head
 from ..masking import EpochIndexed, EpochSampler
 from ..replay import ReplayMix
 
 
-class PretrainTrainer(Trainer):
+class PretrainTrainer(AtomicCheckpoints, Trainer):
     """Trainer for continued pretraining. Overrides hooks only: the train sampler (seeded per epoch, so masks are
     pure), the loss (masked positions only) and evaluation (token-weighted loss, perplexity, masked-token accuracy,
     and the same for the averaged weights, if any)."""
