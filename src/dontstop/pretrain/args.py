@@ -48,7 +48,16 @@ class ModelArguments:
         metadata={
             "bounds": "[0, inf)",
             "help": "Steps that train only newly initialised weights (a missing MLM head) before the whole "
-            "model trains. Default: 10%% of the training steps, at most 500; 0 disables.",
+            "model trains, on a schedule of their own; the run's schedule starts after them. Default: 10%% of the "
+            "training steps, at most 500; fewer than 10 are raised to 10 (at most half the run); 0 disables.",
+        },
+    )
+    head_warmup_learning_rate: float = field(
+        default=1e-3,
+        metadata={
+            "bounds": "[0, inf)",
+            "help": "Learning rate of the head warm-up (a fresh head on a frozen model: the rate `dontstop "
+            "lm-eval` fits one with), ramped up over its first tenth.",
         },
     )
     train_new_embeddings_only_steps: int = field(

@@ -110,10 +110,10 @@ def freezing(model: Model, model_args: ModelArguments, steps: int, evaluates: bo
     if lm.new_params and not model_args.config_name:
         head_steps = derived_head_warmup_steps(model_args.head_warmup_steps, steps)
         if head_steps:
-            derived = "" if model_args.head_warmup_steps is not None else " (derived: 10%, at most 500)"
             logger.info(
-                "Checkpoint lacks %d head tensors: head warm-up for %d of %d steps%s",
-                len(lm.new_params), head_steps, steps, derived,
+                "%s head not in the checkpoint (%d tensors): a new one trains alone first (head warm-up: %d of %d "
+                "steps at learning rate %g)", lm.objective.upper(), len(lm.new_params), head_steps, steps,
+                model_args.head_warmup_learning_rate,
             )  # fmt: skip
     rows_steps = model_args.train_new_embeddings_only_steps
     if not head_steps and not rows_steps:
@@ -155,6 +155,7 @@ def build_trainer(model: Model, arguments, data: Datasets, callbacks: list) -> t
         if data_args.line_by_line and isinstance(data.train, EpochIndexed)
         else None,
         averager=averager,
+        head_warmup=(freeze.head_steps, model_args.head_warmup_learning_rate) if freeze else None,
     )
     if snapshots is not None:
         snapshots.trainer = trainer

@@ -30,11 +30,13 @@ class PretrainTrainer(AtomicCheckpoints, Trainer):
         prefer_masked_only_head: bool = True,
         sampler_lengths=None,
         averager: WeightAverage | None = None,
+        head_warmup: tuple[int, float] | None = None,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
         self.objective = objective
         self.averager = averager
+        self.head_warmup = head_warmup  # (steps, learning rate) of a head warm-up phase, with its own schedule
         self.sampler_lengths = sampler_lengths
         # With an adapter the transformers model inside the peft wrapper gets the head: peft's forward calls it.
         inner = underlying_model(self.model)
@@ -45,6 +47,15 @@ class PretrainTrainer(AtomicCheckpoints, Trainer):
         # Trainer counts only for models that accept loss kwargs; the result is already scaled for accumulation.
         self.model_accepts_loss_kwargs = True
         self.loss_is_scaled_for_ga = True
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        if self.lr_scheduler is None and self.head_warmup and self.head_warmup[0]:
+            from .schedule import phased_scheduler
+
+            self.lr_scheduler = phased_scheduler(optimizer or self.optimizer, self.args, num_training_steps,
+                                                 *self.head_warmup)  # fmt: skip
+            self._created_lr_scheduler = self.lr_scheduler is not None
+        return super().create_scheduler(num_training_steps, optimizer)
 
     def _get_train_sampler(self, train_dataset=None):
         train_dataset = train_dataset if train_dataset is not None else self.train_dataset
