@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from transformers import AlbertConfig, AutoModelForMaskedLM, AutoTokenizer, BertConfig, DistilBertConfig, RobertaConfig
+from helpers import TINY_CONFIGS, VOCAB
+from transformers import AutoModelForMaskedLM, AutoTokenizer
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, AttentionInterface
 
 from dontstop.attention import (
@@ -20,41 +21,15 @@ from dontstop.heads import MLM_HEADS, masked_lm_loss_sum, use_masked_only_head
 from dontstop.masking import EpochIndexed, MaskedLMCollator
 from dontstop.tokenization import Framing, LineByLine, PackedBlocks, TokenizedCorpus
 
-COMMON = dict(
-    vocab_size=97,
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    intermediate_size=64,
-    max_position_embeddings=70,
-    hidden_dropout_prob=0.0,
-    attention_probs_dropout_prob=0.0,
-)
-CONFIGS = {
-    "bert": lambda: BertConfig(**COMMON, pad_token_id=0),
-    "roberta": lambda: RobertaConfig(**COMMON, pad_token_id=1, bos_token_id=0, eos_token_id=2),
-    "distilbert": lambda: DistilBertConfig(
-        vocab_size=97,
-        dim=32,
-        n_layers=2,
-        n_heads=2,
-        hidden_dim=64,
-        max_position_embeddings=70,
-        pad_token_id=0,
-        dropout=0.0,
-        attention_dropout=0.0,
-    ),  # fmt: skip
-    "albert": lambda: AlbertConfig(**COMMON, embedding_size=16, pad_token_id=0),
-}
-FRAMING = {"bert": (2, 3), "roberta": (0, 2), "distilbert": (2, 3), "albert": (2, 3)}  # (prefix, suffix) ids
+CONFIGS = {name: TINY_CONFIGS[name] for name in ("bert", "roberta", "distilbert", "albert")}
+FRAMING = {"bert": (2, 3), "roberta": (1, 2), "distilbert": (2, 3), "albert": (2, 3)}  # (prefix, suffix) ids
 
 
-def collator(model_type: str, padding_free: bool = False, mlm_probability: float = 0.3) -> MaskedLMCollator:
-    config = CONFIGS[model_type]()
-    prefix, suffix = FRAMING[model_type]
+def collator(padding_free: bool = False, mlm_probability: float = 0.3) -> MaskedLMCollator:
+    """Every tiny config pads with 0; ids 0-4 are special, 4 the mask."""
     return MaskedLMCollator(
-        mask_token_id=4, pad_token_id=config.pad_token_id, vocab_size=97, special_ids=frozenset({0, 1, 2, 3, 4}),
-        seed=5, mlm_probability=mlm_probability, padding_free=padding_free,
+        mask_token_id=4, pad_token_id=0, vocab_size=VOCAB, special_ids=frozenset(range(5)), seed=5,
+        mlm_probability=mlm_probability, padding_free=padding_free,
     )  # fmt: skip
 
 
@@ -62,7 +37,7 @@ def short_texts(model_type: str, n: int = 12, seed: int = 0) -> list[dict]:
     """Examples of 3 to 20 tokens, framed as the model's tokenizer would, tagged with index and epoch."""
     rng = np.random.default_rng(seed)
     lengths = rng.integers(3, 21, n)
-    corpus = TokenizedCorpus(rng.integers(5, 97, lengths.sum()).astype(np.int32), np.r_[0, np.cumsum(lengths)])
+    corpus = TokenizedCorpus(rng.integers(5, VOCAB, lengths.sum()).astype(np.int32), np.r_[0, np.cumsum(lengths)])
     prefix, suffix = FRAMING[model_type]
     examples = EpochIndexed(LineByLine(corpus, Framing((prefix,), (suffix,), suffix), max_seq_length=64))
     return [examples[i] for i in range(len(examples))]
@@ -70,7 +45,8 @@ def short_texts(model_type: str, n: int = 12, seed: int = 0) -> list[dict]:
 
 def model_of(model_type: str, implementation: str = "sdpa"):
     torch.manual_seed(0)
-    return AutoModelForMaskedLM.from_config(CONFIGS[model_type](), attn_implementation=implementation)
+    model = AutoModelForMaskedLM.from_config(CONFIGS[model_type](), attn_implementation=implementation)
+    return model.eval()  # no dropout: both layouts see the same network
 
 
 def loss_and_grads(model, inputs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -96,7 +72,7 @@ def test_positions_restart_and_varlen_arguments_bound_each_segment():
 
 def test_padding_free_rows_hold_whole_examples_with_the_same_masks():
     features = short_texts("bert")
-    padded, packed = collator("bert")(features), collator("bert", padding_free=True)(features)
+    padded, packed = collator()(features), collator(padding_free=True)(features)
     assert set(padded) == {"input_ids", "attention_mask", "labels"}  # the default batch, as before
     assert packed["input_ids"].shape[0] < padded["input_ids"].shape[0]  # fewer rows ...
     assert packed["input_ids"].shape[1] <= padded["input_ids"].shape[1]  # ... never wider than the padded batch
@@ -114,9 +90,9 @@ def test_padding_free_loss_and_gradients_equal_the_padded_path(model_type):
     features = short_texts(model_type)
     model = model_of(model_type)
     restore = use_masked_only_head(model, MLM_HEADS[model_type])
-    padded = collator(model_type)(features)
+    padded = collator()(features)
     loss, grads = loss_and_grads(model, padded)
-    packed = SegmentAttention.for_model(model)(collator(model_type, padding_free=True)(features))
+    packed = SegmentAttention.for_model(model)(collator(padding_free=True)(features))
     assert packed["attention_mask"].dim() == 4 and packed["input_ids"].shape[0] < padded["input_ids"].shape[0]
     packed_loss, packed_grads = loss_and_grads(model, packed)
     torch.testing.assert_close(packed_loss, loss, rtol=1e-5, atol=1e-5)
@@ -147,9 +123,9 @@ def test_varlen_arguments_reach_the_attention_through_the_masked_only_head(monke
         features = short_texts("roberta")
         model = model_of("roberta")
         restore = use_masked_only_head(model, MLM_HEADS["roberta"])
-        loss, grads = loss_and_grads(model, collator("roberta")(features))
+        loss, grads = loss_and_grads(model, collator()(features))
         model.set_attn_implementation("varlen_reference")
-        flat = SegmentAttention(varlen=True, position_start=2)(collator("roberta", padding_free=True)(features))
+        flat = SegmentAttention(varlen=True, position_start=1)(collator(padding_free=True)(features))
         assert flat["input_ids"].shape == (1, sum(len(f["input_ids"]) for f in features))
         flat_loss, flat_grads = loss_and_grads(model, flat)
         torch.testing.assert_close(flat_loss, loss, rtol=1e-5, atol=1e-5)
@@ -196,7 +172,7 @@ def test_masked_only_head_passes_a_4d_mask_and_position_ids_on():
     """What knowledge injection will use: any visibility as a 4-D additive mask, with position ids, gives the
     masked-only head the loss of the model's own forward with the same inputs."""
     model = model_of("bert")
-    batch = collator("bert")(short_texts("bert", n=4))
+    batch = collator()(short_texts("bert", n=4))
     visible = segment_visibility(torch.where(batch["attention_mask"] > 0, 0, -1))
     visible[:, 3:, :2] = False  # an arbitrary pattern, not block-diagonal
     inputs = {
@@ -217,13 +193,13 @@ def test_compiled_masked_only_forward_has_no_graph_break():
     raises on a break), and batches with other numbers of masked tokens reuse it."""
     import torch._dynamo
 
-    model = model_of("bert").train()
+    model = model_of("bert")
     restore = use_masked_only_head(model, MLM_HEADS["bert"])
     torch._dynamo.reset()
     compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
     counts = set()
     for seed in range(3):
-        batch = collator("bert", mlm_probability=0.2 + 0.1 * seed)(short_texts("bert", n=6, seed=seed))
+        batch = collator(mlm_probability=0.2 + 0.1 * seed)(short_texts("bert", n=6, seed=seed))
         batch["input_ids"] = batch["input_ids"][:, :16]
         batch["attention_mask"], batch["labels"] = batch["attention_mask"][:, :16], batch["labels"][:, :16]
         loss_sum, count, _ = masked_lm_loss_sum(compiled, batch, masked_only=True)

@@ -4,49 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import TINY_CONFIGS, VOCAB
 from torch import nn
-from transformers import (
-    AlbertConfig,
-    AutoModelForMaskedLM,
-    BertConfig,
-    DebertaV2Config,
-    DistilBertConfig,
-    GPT2Config,
-    LlamaConfig,
-    ModernBertConfig,
-    RobertaConfig,
-    XLMRobertaConfig,
-)
+from transformers import AutoModelForMaskedLM, BertConfig, GPT2Config, LlamaConfig, RobertaConfig
 
 from dontstop.heads import MLM_HEADS, masked_lm_loss_sum, use_masked_only_head
 from dontstop.models import infer_objective
 
-VOCAB = 97
-COMMON = dict(
-    vocab_size=VOCAB,
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    intermediate_size=64,
-    max_position_embeddings=64,
-    pad_token_id=0,
-)
-
-CONFIGS = {
-    "bert": lambda: BertConfig(**COMMON),
-    "roberta": lambda: RobertaConfig(**{**COMMON, "max_position_embeddings": 70}, bos_token_id=1, eos_token_id=2),
-    "xlm-roberta": lambda: XLMRobertaConfig(
-        **{**COMMON, "max_position_embeddings": 70}, bos_token_id=1, eos_token_id=2
-    ),
-    "distilbert": lambda: DistilBertConfig(
-        vocab_size=VOCAB, dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=64, pad_token_id=0
-    ),
-    "deberta-v2": lambda: DebertaV2Config(
-        **COMMON, relative_attention=True, position_buckets=8, pos_att_type=["p2c", "c2p"]
-    ),
-    "modernbert": lambda: ModernBertConfig(**COMMON, global_attn_every_n_layers=1, local_attention=16),
-    "albert": lambda: AlbertConfig(**COMMON, embedding_size=16),
-}
+CONFIGS = TINY_CONFIGS
 
 
 def batch(seed=0):

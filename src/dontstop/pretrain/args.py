@@ -166,7 +166,7 @@ class DataArguments:
     )
 
     @property
-    def segmented(self) -> str | None:
+    def segment_option(self) -> str | None:
         """The option that confines attention to segments (examples of a padding-free batch, documents of a block)."""
         if self.padding_free:
             return "--padding_free"

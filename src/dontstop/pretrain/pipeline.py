@@ -67,12 +67,12 @@ def load(model_args: ModelArguments, training_args: PretrainingArguments) -> Mod
     return model
 
 
-def attention(model: Model, model_args: ModelArguments, data_args: DataArguments, training_args) -> None:
+def configure_attention(model: Model, model_args: ModelArguments, data_args: DataArguments, training_args) -> None:
     """Set the model's attention kernel and, with --padding_free or --packing documents, what confines attention to
     each segment (attention.py); a model that cannot have it is a UsageError."""
     from ..attention import check_segment_support, set_implementation
 
-    inner, option = underlying_model(model.lm.model), data_args.segmented
+    inner, option = underlying_model(model.lm.model), data_args.segment_option
     if option and model.lm.objective != "mlm":
         raise UsageError(f"{option} is for masked LMs; this model trains with {model.lm.objective}")
     if option:
@@ -253,7 +253,7 @@ def run_pretrain(
         raise UsageError(
             f"--masking {masking_args.masking} is for masked LMs; this model trains with {model.lm.objective}"
         )
-    attention(model, model_args, data_args, training_args)
+    configure_attention(model, model_args, data_args, training_args)
     max_seq_length = sequence_length(data_args, model.lm)
     batch = training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
     builder = DatasetBuilder(

@@ -61,7 +61,7 @@ class PretrainTrainer(Trainer):
 
     def _prepare_inputs(self, inputs):
         inputs = super()._prepare_inputs(inputs)
-        if self.segment_attention is not None and "segment_ids" in inputs:
+        if self.segment_attention is not None:
             inputs = self.segment_attention(inputs)
         return inputs
 
