@@ -164,11 +164,13 @@ def test_torch_compile_with_the_masked_only_head_is_one_graph(tiny_bert, corpus,
 
 
 @pytest.mark.slow
-def test_torch_compile_with_inductor(tiny_bert, corpus, tmp_path):
-    """The real compiler (C++ code generation on CPU, about two minutes here): same losses within float tolerance."""
+def test_torch_compile_with_inductor(tiny_bert_no_dropout, corpus, tmp_path):
+    """The real compiler (C++ code generation on CPU: 40 s to 2 minutes here): the same losses within float tolerance
+    (without dropout: inductor draws its dropout masks from its own generator)."""
     args = ("--max_steps", "4", "--logging_steps", "1", "--validation_split_percentage", "0")
-    plain = pretrain(*pretrain_args(tiny_bert, corpus, str(tmp_path / "plain"), *args))
-    compiled = pretrain(*pretrain_args(tiny_bert, corpus, str(tmp_path / "compiled"), *args, "--torch_compile"))
+    model = tiny_bert_no_dropout
+    plain = pretrain(*pretrain_args(model, corpus, str(tmp_path / "plain"), *args))
+    compiled = pretrain(*pretrain_args(model, corpus, str(tmp_path / "compiled"), *args, "--torch_compile"))
     losses = [[h["loss"] for h in m["history"] if "loss" in h] for m in (plain, compiled)]
     assert losses[0] == pytest.approx(losses[1], rel=1e-4)
 
