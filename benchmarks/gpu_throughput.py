@@ -49,8 +49,9 @@ SIZES = {
 }
 VOCAB = {"bert": 30522, "roberta": 50265}
 # Published dense (not sparse) bf16 tensor-core peaks, FLOP/s, by a substring of torch.cuda.get_device_name().
-PEAKS = {"H200": 989.4e12, "H100 PCIe": 756.0e12, "H100": 989.4e12, "A100": 312.0e12, "L40S": 362.1e12,
-         "L4": 121.0e12, "A10": 125.0e12}  # fmt: skip
+# The first key found in the name wins: the more specific names come first.
+PEAKS = {"H200 NVL": 835.5e12, "H200": 989.4e12, "H100 NVL": 835.5e12, "H100 PCIe": 756.0e12, "H100": 989.4e12,
+         "A100": 312.0e12, "L40S": 362.1e12, "L4": 121.0e12, "A10": 125.0e12}  # fmt: skip
 SIDES = {
     "long": [("hf", {}), ("dontstop", {}), ("dontstop documents", {"packing": "documents"})],
     "short": [("hf", {}), ("dontstop padded", {"line_by_line": True}),
