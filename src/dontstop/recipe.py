@@ -48,8 +48,17 @@ class RobertaRecipe(TrainingArguments):
                   "fingerprint": False},
     )  # fmt: skip
     disable_tqdm: bool | None = field(default=None, metadata={"help": "Hide the progress bars.", "fingerprint": False})
+    # Ours: pinned memory only where it speeds up copies to a GPU (elsewhere torch warns on every run).
+    dataloader_pin_memory: bool = field(
+        default=True,
+        metadata={"help": "Pin batches in page-locked memory, on CUDA only (faster copies to the GPU).",
+                  "fingerprint": False},
+    )  # fmt: skip
 
     def __post_init__(self):
         # TrainingArguments silently writes to ./trainer_output when no directory is given; our stages require one.
         self.output_dir_given = self.output_dir is not None
         super().__post_init__()
+        import torch
+
+        self.dataloader_pin_memory = self.dataloader_pin_memory and torch.cuda.is_available() and not self.use_cpu

@@ -5,6 +5,7 @@
 What it adds to the `run_mlm.py` recipe: masks that are a pure function of (seed, epoch, example) so runs and resumes
 are exact; the MLM head applied to masked positions only; packing without dropped tails; a cached tokenization;
 detection of checkpoints without MLM-head weights (sentence encoders), whose fresh head is warmed up alone first;
+padding-free batches and packed documents that do not attend to each other (`attention.py`);
 evaluation of loss, perplexity and masked-token accuracy on every held-out set before, during and after training;
 LoRA adapters (`adapters.py`); and an output directory with a model card and metrics that plain `transformers` (or,
 for an adapter, `peft`) loads.
@@ -61,6 +62,10 @@ EXAMPLES = """examples:
   # LoRA (peft): the pretrained weights stay frozen, the MLM head and any new token rows train; OUTPUT_DIR holds
   # the adapter (PeftModel.from_pretrained(base, OUTPUT_DIR)), OUTPUT_DIR/merged a plain model
   dontstop pretrain --config dapt.yaml --adapter lora --lora_r 16 --learning_rate 5e-4 --merge_adapter
+
+  # on a GPU: bf16; short texts packed without padding; blocks whose documents do not attend to each other
+  dontstop pretrain --config tapt.yaml --line_by_line --padding_free --bf16
+  dontstop pretrain --config dapt.yaml --packing documents --bf16 --dataloader_num_workers 4
 
   # the same from a YAML file, with a CLI override; resume an interrupted run
   dontstop pretrain --config dapt.yaml --learning_rate 5e-5

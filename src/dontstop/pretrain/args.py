@@ -72,6 +72,15 @@ class ModelArguments:
     masked_only_head: bool = field(
         default=True, metadata={"help": "Apply the MLM head to masked positions only (same loss, less compute)."}
     )
+    attn_implementation: str = field(
+        default="auto",
+        metadata={
+            "help": "Attention kernel: sdpa, eager, flash_attention_2, flash_attention_3 (CUDA), or auto: "
+            "transformers' default (SDPA where the architecture has it), except that --padding_free and --packing "
+            "documents take flash attention's varlen kernel where flash-attn is installed and training runs in "
+            "bf16/fp16 on CUDA."
+        },
+    )
 
 
 @dataclass
@@ -116,6 +125,23 @@ class DataArguments:
     line_by_line: bool = field(
         default=False,
         metadata={"help": "One example per document (long ones split), batched by length: for short texts (TAPT)."},
+    )
+    padding_free: bool = field(
+        default=False,
+        metadata={
+            "help": "With --line_by_line: whole examples packed into rows without padding (batches drawn at random, "
+            "not by length), each with its own position ids and attending only to itself. Same loss as padded "
+            "batches; masked LMs."
+        },
+    )
+    packing: str = field(
+        default="full",
+        metadata={
+            "help": "What a token of a packed block attends to: the whole block (full, BERT's and RoBERTa's "
+            "FULL-SENTENCES) or its own document only (documents: position ids restart at each document, RoBERTa's "
+            "DOC-SENTENCES without its variable batch size; masked LMs).",
+            "choices": ["full", "documents"],
+        },
     )
     streaming: bool = field(
         default=False,
@@ -162,6 +188,13 @@ class DataArguments:
     replay_text_column: str | None = field(
         default=None, metadata={"help": "Text column of --replay_file (default: --text_column)."}
     )
+
+    @property
+    def segment_option(self) -> str | None:
+        """The option that confines attention to segments (examples of a padding-free batch, documents of a block)."""
+        if self.padding_free:
+            return "--padding_free"
+        return "--packing documents" if self.packing == "documents" else None
 
     @property
     def named_eval_files(self):
@@ -288,6 +321,10 @@ def validate(model_args: ModelArguments, data_args: DataArguments, training_args
             f"--output_dir {training_args.output_dir}: the base model's directory, which an adapter leaves alone"
         )
     validate_data(data_args, training_args)
+    if model_args.attn_implementation != "auto":
+        from ..attention import check_implementation
+
+        check_implementation(model_args.attn_implementation)
     max_lines = STREAMING_CHECK_LINES if data_args.streaming else None
     for path in data_args.train_file:
         check_corpus_file(path, data_args.text_column, max_lines)
@@ -317,6 +354,10 @@ def validate_data(data_args: DataArguments, training_args: PretrainingArguments)
     names = [n.name for n in data_args.named_eval_files]
     if len(set(names)) != len(names) or "validation" in names:
         raise UsageError("--eval_file names must be distinct and not 'validation'")
+    if data_args.padding_free and not data_args.line_by_line:
+        raise UsageError("--padding_free packs --line_by_line examples; packed blocks have no padding to remove")
+    if data_args.packing == "documents" and data_args.line_by_line:
+        raise UsageError("--packing documents: --line_by_line examples hold one document each (see --padding_free)")
 
 
 def checkpoint_to_resume(training_args: PretrainingArguments) -> str | None:

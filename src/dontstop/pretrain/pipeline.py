@@ -10,7 +10,8 @@ from dataclasses import asdict, dataclass
 
 from transformers import TrainerCallback, set_seed
 
-from ..adapters import save_merged
+from ..adapters import save_merged, underlying_model
+from ..attention import SegmentAttention
 from ..averaging import pretrain_report
 from ..checkpoints import loss_sum_before
 from ..errors import UsageError
@@ -45,6 +46,7 @@ class Model:
     lm: LanguageModel
     added_ids: list[int]  # rows `dontstop vocab extend` added
     adapter: object | None = None  # adapters.PretrainingAdapter
+    segments: SegmentAttention | None = None  # with --padding_free or --packing documents
 
 
 def load(model_args: ModelArguments, training_args: PretrainingArguments) -> Model:
@@ -66,12 +68,28 @@ def load(model_args: ModelArguments, training_args: PretrainingArguments) -> Mod
     return model
 
 
+def configure_attention(model: Model, model_args: ModelArguments, data_args: DataArguments, training_args) -> None:
+    """Set the model's attention kernel and, with --padding_free or --packing documents, what confines attention to
+    each segment (attention.py); a model that cannot have it is a UsageError."""
+    from ..attention import check_segment_support, set_implementation
+
+    inner, option = underlying_model(model.lm.model), data_args.segment_option
+    if option and model.lm.objective != "mlm":
+        raise UsageError(f"{option} is for masked LMs; this model trains with {model.lm.objective}")
+    if option:
+        check_segment_support(inner, option)
+    half = training_args.bf16 or training_args.fp16
+    set_implementation(inner, model_args.attn_implementation, option is not None, half)
+    if option:
+        model.segments = SegmentAttention.for_model(inner)
+
+
 def sequence_length(data_args: DataArguments, lm: LanguageModel) -> int:
     model_max = getattr(lm.model.config, "max_position_embeddings", 512)
     return data_args.max_seq_length or min(512, lm.tokenizer.model_max_length, model_max)
 
 
-def collator(lm: LanguageModel, masking_args: MaskingArguments, seed: int):
+def collator(lm: LanguageModel, masking_args: MaskingArguments, seed: int, padding_free: bool = False):
     if lm.objective != "mlm":
         return CausalLMCollator(lm.tokenizer.pad_token_id)
     return MaskedLMCollator.from_tokenizer(
@@ -82,6 +100,7 @@ def collator(lm: LanguageModel, masking_args: MaskingArguments, seed: int):
         mlm_probability=masking_args.mlm_probability,
         mask_replace_prob=masking_args.mask_replace_prob,
         random_replace_prob=masking_args.random_replace_prob,
+        padding_free=padding_free,
     )
 
 
@@ -146,16 +165,18 @@ def build_trainer(model: Model, arguments, data: Datasets, callbacks: list) -> t
         args=training_args,
         train_dataset=data.train,
         eval_dataset=data.eval or None,
-        data_collator=collator(model.lm, masking_args, training_args.seed),
+        data_collator=collator(model.lm, masking_args, training_args.seed, data_args.padding_free),
         processing_class=model.lm.tokenizer,
         callbacks=callbacks,
         objective=model.lm.objective,
         prefer_masked_only_head=model_args.masked_only_head,
+        # Batched by length to waste little on padding; padding-free batches have none, and pack mixed lengths best.
         sampler_lengths=data.train.lengths()
-        if data_args.line_by_line and isinstance(data.train, EpochIndexed)
+        if data_args.line_by_line and not data_args.padding_free and isinstance(data.train, EpochIndexed)
         else None,
         averager=averager,
         head_warmup=(freeze.head_steps, model_args.head_warmup_learning_rate) if freeze else None,
+        segment_attention=model.segments,
     )
     if snapshots is not None:
         snapshots.trainer = trainer
@@ -277,6 +298,7 @@ def run_pretrain(
         raise UsageError(
             f"--masking {masking_args.masking} is for masked LMs; this model trains with {model.lm.objective}"
         )
+    configure_attention(model, model_args, data_args, training_args)
     max_seq_length = sequence_length(data_args, model.lm)
     batch = training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
     builder = DatasetBuilder(

@@ -1,6 +1,6 @@
 """The Trainer of continued pretraining: the standard loop, with hooks overridden for seeded per-epoch sampling (so
-masks are pure), a loss on the masked positions only, and token-weighted held-out evaluation (of the averaged
-weights too, with weight averaging)."""
+masks are pure), a loss on the masked positions only, attention confined to segments (padding-free batches, documents
+of a packed block) and token-weighted held-out evaluation (of the averaged weights too, with weight averaging)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import torch
 from transformers import Trainer
 
 from ..adapters import underlying_model
+from ..attention import SegmentAttention
 from ..averaging import WeightAverage
 from ..checkpoints import AtomicCheckpoints
 from ..heads import causal_lm_loss_sum, masked_lm_loss_sum, masked_only_head, use_masked_only_head
@@ -20,8 +21,9 @@ from ..replay import ReplayMix
 
 class PretrainTrainer(AtomicCheckpoints, Trainer):
     """Trainer for continued pretraining. Overrides hooks only: the train sampler (seeded per epoch, so masks are
-    pure), the loss (masked positions only) and evaluation (token-weighted loss, perplexity, masked-token accuracy,
-    and the same for the averaged weights, if any)."""
+    pure), the inputs (segment ids become the attention inputs that confine each segment, on the device), the loss
+    (masked positions only) and evaluation (token-weighted loss, perplexity, masked-token accuracy, and the same for
+    the averaged weights, if any)."""
 
     def __init__(
         self,
@@ -31,12 +33,14 @@ class PretrainTrainer(AtomicCheckpoints, Trainer):
         sampler_lengths=None,
         averager: WeightAverage | None = None,
         head_warmup: tuple[int, float] | None = None,
+        segment_attention: SegmentAttention | None = None,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
         self.objective = objective
         self.averager = averager
         self.head_warmup = head_warmup  # (steps, learning rate) of a head warm-up phase, with its own schedule
+        self.segment_attention = segment_attention
         self.sampler_lengths = sampler_lengths
         # With an adapter the transformers model inside the peft wrapper gets the head: peft's forward calls it.
         inner = underlying_model(self.model)
@@ -66,6 +70,12 @@ class PretrainTrainer(AtomicCheckpoints, Trainer):
         if isinstance(train_dataset, ReplayMix):  # spreads its general examples evenly itself (see replay.py)
             return train_dataset.sampler(seed, batch, by_length=self.sampler_lengths is not None)
         return EpochSampler(len(train_dataset), seed, lengths=self.sampler_lengths, batch_size=batch)
+
+    def _prepare_inputs(self, inputs):
+        inputs = super()._prepare_inputs(inputs)
+        if self.segment_attention is not None:
+            inputs = self.segment_attention(inputs)
+        return inputs
 
     def _loss_sum(self, model, inputs):
         if self.objective == "mlm":
@@ -106,7 +116,8 @@ class PretrainTrainer(AtomicCheckpoints, Trainer):
         start = time.perf_counter()
         for inputs in self.get_eval_dataloader(dataset):
             inputs = self._prepare_inputs(inputs)
-            with self.compute_loss_context_manager():
+            # Autocast as in training (--bf16): before the first training step the model's forward is not wrapped yet.
+            with self.compute_loss_context_manager(), self.accelerator.autocast():
                 loss_sum, count, correct = self._loss_sum(model, inputs)
             totals += torch.tensor([loss_sum.item(), count, correct.item()], dtype=torch.float64, device=totals.device)
         totals = self.accelerator.reduce(totals, reduction="sum")
