@@ -182,6 +182,7 @@ def test_knn_tapt_selects_from_the_domain_training_split(tiny_bert, tmp_path):
         ({"colours": 3}, "unknown key(s) colours"),
         ({"arms": ["baseline", "baseline"]}, "arm names must be distinct"),
         ({"arms": [{"name": "x", "chain": [{"train": {}}]}]}, "expected {pretrain: {...}} or {select: {...}}"),
+        ({"arms": [{"name": "x", "arm": "dapt", "check": "same"}]}, "check: 'same' is not one of identity"),
     ],
 )
 def test_bad_experiment_files_fail_with_one_line_naming_the_key(tiny_bert, tmp_path, change, message):

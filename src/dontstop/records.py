@@ -465,6 +465,7 @@ class ArmSummary(Record):
     weights: str = "raw"
     budget: list[BudgetPoint] = field(default_factory=list)  # snapshots before the end of its pretraining
     sizes: list[SizePoint] = field(default_factory=list)
+    check: str | None = None  # a design check ("identity"): kept out of the verdict and the correction
 
 
 @dataclass

@@ -26,6 +26,7 @@ class Arm:
     lm_eval: Stage | None = None
     budget: list[tuple[float, Stage, Stage]] = field(default_factory=list)  # (fraction, finetune, lm-eval) < 1
     sizes: list[tuple[str, Stage]] = field(default_factory=list)  # (training size, finetune): a label-size curve
+    check: str | None = None  # a design check (schema.CHECKS), not a method
 
 
 @dataclass
@@ -246,6 +247,7 @@ class Planner:
             self.lm_eval_stage(Ref(model, "" if spec.weights == "raw" else spec.weights), spec.name)
             if isinstance(model, Stage)
             else None,
+            check=spec.check,
         )
         for fraction in (f for f in spec.checkpoints if f < 1):
             point = Ref(model, f"snapshot-{fraction:g}")

@@ -145,7 +145,8 @@ def results_section(summary: ExperimentSummary, comparison: dict, bottom: float)
         caption(
             f"{split} {metric} (the primary metric), percent: mean ± sample std over seeds; Δ and its 95% confidence "
             f"interval over seeds in points against **{runs[0]['name']}**; p corrected by Holm's method for the "
-            f"{len(runs) - 1} arms compared with it; significant at corrected p < {ALPHA}."
+            f"{sum('check' not in r for r in runs[1:])} arms compared with it (design checks aside); significant at "
+            f"corrected p < {ALPHA}."
         ),
         primary,
         *evidence_section(comparison),
