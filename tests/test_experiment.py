@@ -67,6 +67,7 @@ def test_tiny_experiment_runs_end_to_end_then_caches_and_reruns_only_what_change
     }
     baseline, tapt = summary["arms"]
     assert [a["name"] for a in summary["arms"]] == ["baseline", "tapt"]
+    assert summary["estimated_seconds"] > 0  # said before the first stage, kept beside the wall time
     assert baseline["stages"] == [] and baseline["lm_eval"] == {}
     results = json.load(open(os.path.join(tapt["finetune_dir"], "results.json")))
     assert [s["seed"] for s in results["seeds"]] == [42, 43]

@@ -261,7 +261,8 @@ def load_language_model(
     missing = set(info["missing_keys"])
     new_params = {name for name, _ in model.named_parameters() if name in missing}
     if new_params:
-        logger.info("Newly initialised weights (absent from the checkpoint): %s", ", ".join(sorted(new_params)))
+        # The stage says what it does about them (a head warm-up) in its own words; the names are for debugging.
+        logger.debug("Newly initialised weights (absent from the checkpoint): %s", ", ".join(sorted(new_params)))
     return LanguageModel(model, tokenizer, objective, new_params, source)
 
 

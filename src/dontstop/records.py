@@ -485,6 +485,7 @@ class ExperimentSummary(Record):
     baseline: str | None = None
     wall_seconds: float | None = None
     run_seconds: float | None = None
+    estimated_seconds: float | None = None  # this run's time as estimated before its first stage (eta.py)
     inspect_dir: str | None = None
     base_lm_eval: dict[str, CorpusLoss] = field(default_factory=dict)
     stages_run: list[dict] = field(default_factory=list)

@@ -26,6 +26,7 @@ import numpy as np
 
 from .corpus import parse_json_line, require_file
 from .errors import UsageError
+from .logs import once
 
 logger = logging.getLogger(__name__)
 
@@ -316,7 +317,8 @@ def encode(task: Task, split: TaskSplit, tokenizer, max_length: int) -> Encoded:
     columns = {key: list(values) for key, values in enc.items()}
     columns["labels"] = labels
     if truncated:
-        logger.warning("%s: %d of %d examples truncated to %d tokens", split.path, truncated, len(split), max_length)
+        once(logger, logging.WARNING, "%s: %d of %d examples truncated to %d tokens", split.path, truncated,
+             len(split), max_length)  # fmt: skip
     return Encoded(datasets.Dataset.from_dict(columns), word_ids, truncated)
 
 

@@ -75,16 +75,6 @@ def arm_label(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_+.@" else "_" for c in name)
 
 
-def planned_steps(options: dict) -> float:
-    """Optimizer steps a pretraining stage will take (roughly, for the time estimate)."""
-    try:
-        if int(options.get("max_steps", -1) or -1) > 0:
-            return float(options["max_steps"])
-        return 100.0 * float(options.get("num_train_epochs", 3))
-    except (TypeError, ValueError):  # a bad value: the stage's own check reports it before anything runs
-        return 100.0
-
-
 class Planner:
     """Turns a checked `schema.Experiment` into stages. Everything it plans from is set here, in `__init__`."""
 
@@ -308,10 +298,7 @@ class Planner:
             label = "base"
         elif options and arm != label:
             label = f"{label}.{arm}"
-        stage = Stage(
-            "pretrain", arm_label(label), resolved, planned_steps(resolved), local_inputs("pretrain", resolved)
-        )
-        return self.add(stage)
+        return self.add(Stage("pretrain", arm_label(label), resolved, inputs=local_inputs("pretrain", resolved)))
 
     def training_data(self, data, where: str, selected: Stage | None) -> list:
         if data in ("domain", "general", "task"):
@@ -355,10 +342,7 @@ class Planner:
             options["test_file"] = task.test
         if isinstance(options.get("seeds"), list):  # seeds: [1, 2, 3] in YAML, the option's 1,2,3
             options["seeds"] = ",".join(map(str, options["seeds"]))
-        seeds = str(options.get("seeds", 5))
-        count = int(seeds) if seeds.isdigit() else len(seeds.split(","))
-        units = count * float(options.get("num_train_epochs", 10))
-        return self.add(Stage("finetune", arm_label(arm), options, units, local_inputs("finetune", options)))
+        return self.add(Stage("finetune", arm_label(arm), options, inputs=local_inputs("finetune", options)))
 
     def check_values(self) -> None:
         """Build every stage's arguments as its run will, so a bad value fails now, before anything runs."""

@@ -80,7 +80,7 @@ def budget_point(arm: Arm, stages: list[StageSummary], fraction: float, finetune
     )
 
 
-def summarize(plan: Plan, done: dict, wall_seconds: float) -> ExperimentSummary:
+def summarize(plan: Plan, done: dict, wall_seconds: float, estimated: float | None = None) -> ExperimentSummary:
     root = plan.output_dir
     base = LMEvaluation.load(plan.base_eval.directory(root))
     has_test = bool((plan.settings.get("task") or {}).get("test"))
@@ -95,6 +95,7 @@ def summarize(plan: Plan, done: dict, wall_seconds: float) -> ExperimentSummary:
         # The experiment's compute, every stage counted once, whether it ran now or earlier; and this run's.
         wall_seconds=round(sum(float(m.get("wall_seconds", 0.0)) for m in done.values()), 1),
         run_seconds=round(wall_seconds, 1),
+        estimated_seconds=round(estimated, 1) if estimated is not None else None,
         inspect_dir=plan.inspect.directory(root) if plan.inspect is not None else None,
         base_lm_eval=base.losses,
         arms=[arm_summary(arm, root, done, base) for arm in plan.arms],

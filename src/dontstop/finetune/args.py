@@ -181,6 +181,9 @@ def validate(task_args: TaskArguments, args: FinetuningArguments) -> list[int]:
         raise UsageError("--model_name_or_path is required")
     if not args.output_dir_given:
         raise UsageError("--output_dir is required")
+    from ..trackers import check_trackers
+
+    check_trackers(args.report_to)
     if args.adversarial != "none" and args.deepspeed:
         raise UsageError("--adversarial with --deepspeed: DeepSpeed steps the optimizer inside each backward pass")
     for option in ("train_file", "validation_file"):

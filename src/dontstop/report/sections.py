@@ -295,11 +295,15 @@ def compute_section(summary: ExperimentSummary) -> list[dict]:
             ]
         )
     wall = duration(summary.wall_seconds)
+    estimate = ""
+    if summary.estimated_seconds is not None and summary.run_seconds:
+        estimate = (f" This run took {duration(summary.run_seconds)}, estimated before its first stage at "
+                    f"{duration(summary.estimated_seconds)}.")  # fmt: skip
     return [
         {"kind": "h2", "text": "Compute", "id": "compute"},
         caption(
             f"Per arm, over its chain of stages; cached stages were reused from an earlier run. The whole "
-            f"experiment: {wall}."
+            f"experiment: {wall}.{estimate}"
         ),
         table(["arm", "pretrain steps", "pretrain tokens", "pretraining", "fine-tuning", "cached"], rows, "lrrrrl"),
     ]

@@ -1,0 +1,107 @@
+"""A newcomer's first hour: quiet logs (the libraries' chatter gone, `--verbose` brings it back), trackers writing
+under the output directory, and a tracker that is not installed named in one line."""
+
+from __future__ import annotations
+
+import glob
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import pretrain_args
+
+from dontstop.cli import main
+
+
+def test_tensorboard_curves_land_under_the_output_directory(tiny_bert, corpus, tmp_path, monkeypatch):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    elsewhere = tmp_path / "working-directory"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    out = tmp_path / "out"
+    argv = pretrain_args(tiny_bert, corpus, str(out), "--max_steps", "4", "--logging_steps", "1")
+    assert main(["pretrain", *argv, "--report_to", "tensorboard"]) == 0
+    assert not os.listdir(elsewhere)  # nothing in ./runs
+    assert glob.glob(str(out / "runs" / "events.out.tfevents.*"))
+    curves = EventAccumulator(str(out / "runs"))  # one run: every event file of the directory
+    curves.Reload()
+    assert [e.step for e in curves.Scalars("train/loss")] == [1, 2, 3, 4]
+    assert 0 in [e.step for e in curves.Scalars("eval/validation_loss")]  # the evaluation before training
+
+
+def test_a_tracker_that_is_not_installed_is_one_line(tiny_bert, corpus, tmp_path, capsys, monkeypatch):
+    from transformers.integrations import integration_utils
+
+    monkeypatch.setattr(integration_utils, "is_wandb_available", lambda: False)
+    out = tmp_path / "out"
+    assert main(["pretrain", *pretrain_args(tiny_bert, corpus, str(out), "--report_to", "wandb")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "dontstop pretrain: error: --report_to wandb needs the wandb package: pip install wandb"
+    )
+    assert not out.exists()
+
+
+def run_pretrain(model, corpus, out, *extra) -> str:
+    argv = ["-m", "dontstop", "pretrain", *pretrain_args(model, corpus, str(out), "--max_steps", "12"), *extra]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, *argv], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return done.stdout + done.stderr
+
+
+def test_quiet_by_default_and_everything_with_verbose(tiny_bert_headless, corpus, tmp_path):
+    quiet = run_pretrain(tiny_bert_headless, corpus, tmp_path / "quiet", "--eval_steps", "6")
+    loud = run_pretrain(tiny_bert_headless, corpus, tmp_path / "loud", "--eval_steps", "6", "--verbose")
+    for chatter in ("LOAD REPORT", "{'loss'", "'eval_validation_loss'"):
+        assert chatter not in quiet and chatter in loud, chatter
+    # dontstop says the same in its own words, once, and one line per evaluation.
+    assert "MLM head not in the checkpoint (5 tensors): a new one trains alone first" in quiet
+    assert quiet.count("held-out loss: validation") == 2  # the evaluations at steps 6 and 12
+
+
+def test_the_estimate_scales_each_kind_by_what_its_finished_stages_took():
+    from dontstop.experiment.eta import Estimate, Prices
+    from dontstop.experiment.stages import Stage
+
+    def pretrain(steps):
+        return Stage("pretrain", f"p{steps}", {"max_steps": steps, "per_device_train_batch_size": 2,
+                                               "max_seq_length": 8})  # fmt: skip
+
+    estimate = Estimate(Prices(per_token=0.01, per_load=1.0))
+    first, second = pretrain(10), pretrain(20)
+    finetune = Stage("finetune", "f", {"seeds": "2", "num_train_epochs": 1, "max_seq_length": 4})
+    assert estimate.planned(first) == pytest.approx(10 * 2 * 8 * 0.01 + 1.0)  # tokens trained, one load
+    estimate.learn(first, 2 * estimate.planned(first))  # it took twice the estimate
+    assert estimate.remaining([second]) == pytest.approx(2 * (20 * 2 * 8 * 0.01 + 1.0))
+    # A kind not seen yet is scaled by all finished stages together.
+    assert estimate.remaining([finetune]) == pytest.approx(2 * estimate.planned(finetune))
+
+
+def test_checkpoints_go_once_the_run_has_taken_all_its_steps(tiny_bert, corpus, tmp_path):
+    saving = ["--max_steps", "4", "--save_strategy", "steps", "--save_steps", "2"]
+    out, kept = tmp_path / "out", tmp_path / "kept"
+    assert main(["pretrain", *pretrain_args(tiny_bert, corpus, str(out), *saving)]) == 0
+    assert not [n for n in os.listdir(out) if n.startswith("checkpoint-")]
+    assert (out / "model.safetensors").exists()
+    assert main(["pretrain", *pretrain_args(tiny_bert, corpus, str(kept), *saving, "--keep_checkpoints")]) == 0
+    assert [n for n in os.listdir(kept) if n.startswith("checkpoint-")] == ["checkpoint-4"]  # the newest only
+
+
+def test_the_default_length_fits_a_small_corpus(tiny_bert, tmp_path):
+    import json
+
+    from conftest import synthetic_documents, write_jsonl
+    from transformers import AutoTokenizer
+
+    documents = synthetic_documents(12, seed=3)
+    small = write_jsonl(tmp_path / "small.jsonl", documents)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    longest = max(len(tokenizer(d)["input_ids"]) for d in documents)  # with [CLS] and [SEP]
+    argv = pretrain_args(tiny_bert, small, str(tmp_path / "out"), "--max_steps", "1")
+    argv.remove("--max_seq_length")
+    argv.remove("32")
+    assert main(["pretrain", *argv]) == 0
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["max_seq_length"] == -(-longest // 8) * 8 < 128  # not the tiny model's 128
