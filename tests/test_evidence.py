@@ -79,7 +79,7 @@ def test_the_task_head_is_seeded_by_seed_and_name_whatever_the_checkpoint_lacked
     import torch
 
     from dontstop.finetune.args import FinetuningArguments, TaskArguments
-    from dontstop.finetune.pipeline import load_seeded_model, load_tokenizer_and_config, read_task
+    from dontstop.finetune.setup import load_seeded_model, load_tokenizer_and_config, read_task
 
     heads = {}
     for name, model in (("no pooler", tiny_bert), ("pooler", bert_with_pooler)):

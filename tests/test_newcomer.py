@@ -105,3 +105,83 @@ def test_the_default_length_fits_a_small_corpus(tiny_bert, tmp_path):
     assert main(["pretrain", *argv]) == 0
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["max_seq_length"] == -(-longest // 8) * 8 < 128  # not the tiny model's 128
+
+
+def test_finetune_without_a_dev_file_holds_one_out_and_keeps_the_best_seeds_model(tiny_bert, tmp_path):
+    import json
+
+    from helpers import finetune_args, separable_task, write_rows
+
+    train = write_rows(tmp_path / "train.jsonl", separable_task(60, 0))
+    out = tmp_path / "out"
+    argv = finetune_args(tiny_bert, {"train": train, "dev": "-"}, out, "--seeds", "2", "--num_train_epochs", "1")
+    at = argv.index("--validation_file")
+    del argv[at : at + 2]
+    assert main(["finetune", *argv]) == 0
+    results = json.loads((out / "results.json").read_text())
+    dev, kept = results["validation_file"], results["train_file"]
+    assert dev["held_out"] == "10% of the training file, stratified by label (seed 0)"
+    assert (dev["examples"], kept["examples"]) == (6, 54)
+    dev_lines = {json.loads(line)["line"] for line in open(out / f"seed-{results['seeds'][0]['seed']}" /
+                                                             "predictions_dev.jsonl")}  # fmt: skip
+    assert len(dev_lines) == 6  # the same six for every seed: held out once, with seed 0
+    best = max(results["seeds"], key=lambda s: s["dev"]["macro_f1"])
+    assert results["best_model"] == f"seed-{best['seed']}/model"
+    models = sorted(str(p.relative_to(out)) for p in out.glob("seed-*/model"))
+    assert models == [results["best_model"]]  # --keep_models best: the other seed's model went
+
+
+def test_learning_rate_auto_fine_tunes_the_first_seed_at_each_rate_and_keeps_the_best(tiny_bert, tmp_path):
+    import json
+
+    from helpers import finetune_args, separable_task, write_rows
+
+    files = {"train": write_rows(tmp_path / "train.jsonl", separable_task(48, 0)),
+             "dev": write_rows(tmp_path / "dev.jsonl", separable_task(16, 1))}  # fmt: skip
+    out = tmp_path / "out"
+    rates = ["--learning_rate", "auto", "--learning_rate_candidates", "1e-6,3e-3", "--seeds", "2"]
+    assert main(["finetune", *finetune_args(tiny_bert, files, out, *rates, "--num_train_epochs", "2")]) == 0
+    results = json.loads((out / "results.json").read_text())
+    sweep = results["learning_rate_sweep"]
+    assert [c["learning_rate"] for c in sweep["candidates"]] == [1e-6, 3e-3] and sweep["seed"] == 42
+    best = max(sweep["candidates"], key=lambda c: c["dev"]["macro_f1"])
+    assert sweep["chosen"] == results["learning_rate"] == best["learning_rate"]
+    assert json.loads((out / "learning_rate_sweep.json").read_text()) == sweep
+    # The first seed at the chosen rate is the sweep's run at that rate: the same draw, head and data order.
+    chosen = next(c for c in sweep["candidates"] if c["learning_rate"] == sweep["chosen"])
+    assert results["seeds"][0]["dev"] == chosen["dev"]
+
+
+def test_an_experiment_sweeps_the_rate_once_on_the_baseline_model(tiny_bert, tmp_path):
+    import yaml
+
+    from dontstop.experiment import load_experiment
+    from dontstop.experiment.stages import Ref
+
+    path = experiment_yaml_without_rate(tmp_path, tiny_bert)
+    plan = load_experiment(path, str(tmp_path / "out"))
+    sweeps = [s for s in plan.stages if s.kind == "lr-sweep"]
+    assert len(sweeps) == 1 and sweeps[0].options["model_name_or_path"] == tiny_bert
+    for arm in plan.arms:
+        assert isinstance(arm.finetune.options["learning_rate_sweep"], Ref)
+        assert arm.finetune.options["learning_rate_sweep"].stage is sweeps[0]
+    data = yaml.safe_load(open(path))
+    data["finetune"]["learning_rate"] = 1e-3
+    (tmp_path / "fixed.yaml").write_text(yaml.safe_dump(data))
+    assert not [s for s in load_experiment(str(tmp_path / "fixed.yaml")).stages if s.kind == "lr-sweep"]
+
+
+def experiment_yaml_without_rate(tmp_path, model) -> str:
+    import yaml
+    from conftest import synthetic_documents, write_jsonl
+    from helpers import separable_task, write_rows
+
+    data = tmp_path / "data"
+    data.mkdir()
+    write_jsonl(data / "domain.jsonl", synthetic_documents(40, seed=1))
+    write_rows(data / "train.jsonl", separable_task(24, 0))
+    write_rows(data / "dev.jsonl", separable_task(8, 1))
+    config = {"model": model, "corpora": {"domain": "data/domain.jsonl"}, "arms": ["baseline", "dapt"],
+              "task": {"train": "data/train.jsonl", "dev": "data/dev.jsonl"}, "finetune": {"seeds": 2}}  # fmt: skip
+    (tmp_path / "x.yaml").write_text(yaml.safe_dump(config))
+    return str(tmp_path / "x.yaml")

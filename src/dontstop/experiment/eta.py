@@ -64,10 +64,11 @@ def pretrain_work(stage: Stage) -> Work:
     return Work(steps * batch * length, evaluations * held_out, loads=1)
 
 
-def finetune_work(stage: Stage) -> Work:
+def finetune_work(stage: Stage, runs: int | None = None) -> Work:
+    """Seeds x epochs over the (limited) training file, dev after every epoch, test once per seed."""
     o = stage.options
     seeds = str(o.get("seeds", 5))
-    count = int(seeds) if seeds.isdigit() else len(seeds.split(","))
+    count = runs or (int(seeds) if seeds.isdigit() else len(seeds.split(",")))
     length, epochs = int(o.get("max_seq_length") or 128), float(o.get("num_train_epochs", 10))
     train = lines(o.get("train_file")) or 1000
     limit = o.get("train_limit")
@@ -90,7 +91,18 @@ def inspect_work(stage: Stage) -> Work:
     return Work(probe, loads=1 if o.get("model_name_or_path") else 0, seconds=SMALL_STAGE_SECONDS)
 
 
-WORK = {"pretrain": pretrain_work, "finetune": finetune_work, "lm-eval": lm_eval_work, "inspect": inspect_work}
+def sweep_work(stage: Stage) -> Work:
+    """The first seed's fine-tuning at every candidate rate."""
+    return finetune_work(stage, runs=len(str(stage.options.get("learning_rate_candidates", "1,2,3,4")).split(",")))
+
+
+WORK = {
+    "pretrain": pretrain_work,
+    "finetune": finetune_work,
+    "lr-sweep": sweep_work,
+    "lm-eval": lm_eval_work,
+    "inspect": inspect_work,
+}
 
 
 def work_of(stage: Stage) -> Work:

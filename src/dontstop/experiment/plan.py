@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from ..config import option_fields, path_kind
 from ..errors import UsageError
+from ..records import LearningRateSweep
 from . import schema
 from .checks import check_inputs
 from .stages import Named, Ref, Stage, arguments_of, local_inputs
@@ -88,6 +89,9 @@ class Planner:
         self.budgets = {n: self.checked("pretrain", b, f"budgets.{n}") for n, b in experiment.budgets.items()}
         self.select_defaults = self.checked("select", experiment.select, "select")
         self.finetune_defaults = self.checked("finetune", experiment.finetune, "finetune")
+        # The rate is chosen on dev by one sweep, on the baseline model, and shared by every arm (finetune/sweep.py).
+        self.finetune_defaults.setdefault("learning_rate", "auto")
+        self._sweep: Stage | None = None
         self.task_columns = self.checked("finetune", experiment.task.columns, "task")
         self.prepare = self.add(self.prepare_stage())
         self.mine = self.add(self.mine_stage()) if experiment.mine is not None else None
@@ -331,8 +335,15 @@ class Planner:
             resolved.setdefault("user_dict", [Ref(self.mine, "user_dict.txt")])
 
     def finetune_stage(self, arm: str, model, overrides: dict) -> Stage:
+        options = self.finetune_options(model, overrides)
+        if str(options.get("learning_rate")).lower() == "auto" and not options.get("learning_rate_sweep"):
+            options["learning_rate_sweep"] = Ref(self.sweep_stage(), LearningRateSweep.FILE)
+        return self.add(Stage("finetune", arm_label(arm), options, inputs=local_inputs("finetune", options)))
+
+    def finetune_options(self, model, overrides: dict) -> dict:
         task = self.x.task
-        options = {**self.finetune_defaults, **self.task_columns, **overrides}
+        # An experiment measures: it keeps no fine-tuned model unless asked (finetune: {keep_models: best}).
+        options = {"keep_models": "none", **self.finetune_defaults, **self.task_columns, **overrides}
         options.update(
             model_name_or_path=model if isinstance(model, (str, Ref)) else Ref(model, ""),
             train_file=task.train,
@@ -342,7 +353,15 @@ class Planner:
             options["test_file"] = task.test
         if isinstance(options.get("seeds"), list):  # seeds: [1, 2, 3] in YAML, the option's 1,2,3
             options["seeds"] = ",".join(map(str, options["seeds"]))
-        return self.add(Stage("finetune", arm_label(arm), options, inputs=local_inputs("finetune", options)))
+        return options
+
+    def sweep_stage(self) -> Stage:
+        """The one learning-rate sweep of the experiment: the experiment's fine-tuning options, on the baseline
+        model (the starting checkpoint), before any arm's own changes."""
+        if self._sweep is None:
+            options = self.finetune_options(self.model, {})
+            self._sweep = self.add(Stage("lr-sweep", "baseline", options, inputs=local_inputs("lr-sweep", options)))
+        return self._sweep
 
     def check_values(self) -> None:
         """Build every stage's arguments as its run will, so a bad value fails now, before anything runs."""

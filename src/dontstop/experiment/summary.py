@@ -11,6 +11,7 @@ from ..records import (
     Compute,
     ExperimentSummary,
     HeldOutChange,
+    LearningRateSweep,
     LMEvaluation,
     PretrainMetrics,
     Selection,
@@ -100,6 +101,9 @@ def summarize(plan: Plan, done: dict, wall_seconds: float, estimated: float | No
         base_lm_eval=base.losses,
         arms=[arm_summary(arm, root, done, base) for arm in plan.arms],
     )
+    sweep = next((s for s in plan.stages if s.kind == "lr-sweep"), None)
+    if sweep is not None:
+        summary.learning_rate_sweep = LearningRateSweep.load(sweep.directory(root)).to_dict()
     summary.stages_run = [
         {"kind": s.kind, "label": s.label, "dir": s.directory(root), "wall_seconds": done[s.key]["wall_seconds"]}
         for s in plan.stages

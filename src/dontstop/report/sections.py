@@ -149,6 +149,7 @@ def results_section(summary: ExperimentSummary, comparison: dict, bottom: float)
             f"corrected p < {ALPHA}."
         ),
         primary,
+        *sweep_caption(summary),
         *evidence_section(comparison),
         caption(f"Every metric on {split}, percent; * p < {ALPHA}. {comparison['method']}."),
         table(header, rows, "l" + "r" * (len(header) - 1)),
@@ -158,6 +159,20 @@ def results_section(summary: ExperimentSummary, comparison: dict, bottom: float)
             "caption": f"{split} {metric} per arm: bar = mean, whiskers = ± std, dots = seeds; dashed line = the "
             f"baseline's mean; above each bar its Δ in points (* significant).{axis}",
         },
+    ]
+
+
+def sweep_caption(summary: ExperimentSummary) -> list[dict]:
+    """The fine-tuning rate every arm used, and how it was chosen (--learning_rate auto)."""
+    sweep = summary.learning_rate_sweep
+    if not sweep:
+        return []
+    tried = ", ".join(f"{c['learning_rate']:g}: {100 * c['dev'][sweep['metric']]:.1f}" for c in sweep["candidates"])
+    return [
+        caption(
+            f"Every arm fine-tuned at learning rate **{sweep['chosen']:g}**, chosen on dev: the baseline model's "
+            f"first seed ({sweep['seed']}) at each candidate rate scored dev {sweep['metric']} {tried}."
+        )
     ]
 
 
