@@ -182,6 +182,64 @@ def experiment_yaml_without_rate(tmp_path, model) -> str:
     write_rows(data / "train.jsonl", separable_task(24, 0))
     write_rows(data / "dev.jsonl", separable_task(8, 1))
     config = {"model": model, "corpora": {"domain": "data/domain.jsonl"}, "arms": ["baseline", "dapt"],
-              "task": {"train": "data/train.jsonl", "dev": "data/dev.jsonl"}, "finetune": {"seeds": 2}}  # fmt: skip
+              "task": {"train": "data/train.jsonl", "dev": "data/dev.jsonl"}, "finetune": {"seeds": 2},
+              "held_out": {"documents": 4}}  # fmt: skip
     (tmp_path / "x.yaml").write_text(yaml.safe_dump(config))
     return str(tmp_path / "x.yaml")
+
+
+def test_prepare_holds_out_what_is_asked_and_its_bars_count(tmp_path, capsys):
+    from conftest import synthetic_documents, write_jsonl
+    from helpers import separable_task, write_rows
+
+    general = write_jsonl(tmp_path / "general.jsonl", synthetic_documents(68, seed=1))
+    domain = write_jsonl(tmp_path / "domain.jsonl", synthetic_documents(500, seed=2))
+    task = write_rows(tmp_path / "task.jsonl", separable_task(999, 0))
+    out = tmp_path / "out"
+    argv = ["prepare", "--domain", domain, "--general", general, "--task_train", task, "--task_dev", task,
+            "--held_out_documents", "40", "--output_dir", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    assert sum(1 for _ in open(out / "general_heldout.jsonl")) == 40  # as asked: no silent cap at a tenth
+    assert sum(1 for _ in open(out / "general_train.jsonl")) == 28
+    err = capsys.readouterr().err.replace("\r", "\n")
+    assert "999/999" in err and "0doc" not in err
+    assert main([*argv[:-1], str(tmp_path / "again"), "--held_out_documents", "68"]) == 2
+    assert "68 documents, so holding out --held_out_documents 68 leaves none" in capsys.readouterr().err
+
+
+def test_the_forgetting_axis_shows_a_small_change():
+    from dontstop.report.figures import loss_axis
+
+    low, high = loss_axis([6.91, 6.80, 7.06, 7.52])
+    assert 6.0 < low < 6.80 and high > 7.52 and (0.11 / (high - low)) > 0.05  # 0.11 nats is > 5% of the axis
+
+
+def test_a_constant_arm_is_compared_without_scipy_warnings(tmp_path):
+    import warnings
+
+    from dontstop.evidence import paired, welch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert welch([0.5, 0.5, 0.5], [0.6, 0.7, 0.8])["p_value"] is not None
+        assert paired([0.1, 0.2, 0.3], [0.2, 0.3, 0.4])["p_note"] == "the same difference at every seed"
+
+
+def test_model_cards_name_the_hub_model_they_started_from(tmp_path):
+    from dontstop.models import hub_base_model
+
+    assert hub_base_model("roberta-base") == "roberta-base"
+    assert hub_base_model("FacebookAI/roberta-base") == "FacebookAI/roberta-base"
+    stage = tmp_path / "dapt"
+    stage.mkdir()
+    assert hub_base_model(str(stage)) is None  # a local checkpoint without a card: no hub id to name
+    (stage / "README.md").write_text("---\nlibrary_name: transformers\nbase_model: roberta-base\n---\n# DAPT\n")
+    assert hub_base_model(str(stage)) == "roberta-base"  # a chain of local stages names where it began
+
+
+def test_the_screenshot_script_names_the_report_where_run_writes_it():
+    from pathlib import Path
+
+    script = (Path(__file__).parent.parent / "scripts" / "screenshot_report.sh").read_text()
+    example = next(line for line in script.splitlines() if "screenshot_report.sh runs/" in line).split()[2]
+    assert example == "runs/demo/report.html"  # run writes OUTPUT_DIR/report.html, OUTPUT_DIR runs/NAME

@@ -235,14 +235,18 @@ def forgetting_section(summary: ExperimentSummary) -> list[dict]:
     return blocks + [
         caption(
             "Held-out LM loss of the starting checkpoint (before) and of each arm's final checkpoint (after); lower "
-            "is better. A fall on the domain is adaptation; a rise on general text is forgetting."
+            "is better. A fall on the domain is adaptation; a rise on general text is forgetting. Every checkpoint "
+            "is measured alike (`dontstop lm-eval`: the same held-out blocks, a checkpoint without an MLM head "
+            "given one by the same head warm-up), so these losses differ from the pretraining stages' own "
+            "evaluations in the Arms section, which use fewer blocks and the head as trained so far."
         ),
         table(["arm", "held-out set", "before", "after", "change"], rows, "llrrr"),
         *relevance(summary),
         {
             "kind": "figure",
             "file": "forgetting.png",
-            "caption": "Held-out LM loss before (grey) and after (the arm's colour) each arm, with the change.",
+            "caption": "Held-out LM loss before (grey) and after (the arm's colour) each arm, with the change. Each "
+            "panel's y axis starts just below its lowest loss, not at 0, so that small changes show.",
         },
     ]
 
@@ -327,7 +331,14 @@ def compute_section(summary: ExperimentSummary) -> list[dict]:
 def arms_section(summary: ExperimentSummary, comparison: dict) -> list[dict]:
     """Each arm's chain: its stages in order, then the fine-tuning, each with its directory."""
     seeds = {row["name"]: len(row["seeds"]) for row in comparison["runs"]}
-    blocks = [{"kind": "h2", "text": "Arms", "id": "arms"}]
+    blocks = [
+        {"kind": "h2", "text": "Arms", "id": "arms"},
+        caption(
+            "Held-out losses here are each pretraining stage's own evaluations, from after its head warm-up "
+            "where it had one (before it the loss is a random head's); the Forgetting section measures every "
+            "checkpoint alike."
+        ),  # fmt: skip
+    ]
     for arm in summary.arms:
         items = [stage_line(stage) for stage in arm.stages]
         finetune = duration(arm.compute.finetune_seconds)
