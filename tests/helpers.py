@@ -38,6 +38,15 @@ def separable_task(n: int, seed: int) -> list[dict]:
     return rows
 
 
+def write_task_files(directory) -> dict[str, str]:
+    """The separable task's train (64), dev (24) and test (40) files in `directory`."""
+    return {
+        "train": write_rows(directory / "train.jsonl", separable_task(64, 0)),
+        "dev": write_rows(directory / "dev.jsonl", separable_task(24, 1)),
+        "test": write_rows(directory / "test.jsonl", separable_task(40, 2)),
+    }
+
+
 def write_rows(path, rows) -> str:
     with open(path, "w", encoding="utf-8") as f:
         for row in rows:

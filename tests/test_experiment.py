@@ -267,3 +267,37 @@ def test_budget_and_label_curves_run_and_are_reported(tiny_bert, tmp_path):
     markdown = (out / "report.md").read_text()
     assert "## Pretraining budget" in markdown and "## Labels" in markdown
     assert (out / "budget.png").exists() and (out / "labels.png").exists()
+
+
+def test_an_arm_whose_finetuning_reads_unlabeled_text_gets_the_rest_of_train_and_its_selection(tiny_bert, tmp_path):
+    arms = [
+        "baseline",
+        {"name": "dapt+tapt+uda", "arm": "dapt+tapt", "finetune": {"uda_weight": 1.0}},
+        {"name": "knn-st", "arm": "knn-tapt", "k": 3,
+         "finetune": {"self_training_rounds": 1, "pseudo_label_top_k": 2}},
+        {"name": "own", "arm": "baseline", "finetune": {"uda_weight": 1.0, "unlabeled_file": "data/domain.jsonl"}},
+    ]  # fmt: skip
+    plan = load_experiment(experiment_yaml(tmp_path, tiny_bert, arms=arms), str(tmp_path / "out"))
+    baseline, uda, knn, own = (arm.finetune.options for arm in plan.arms)
+    assert "unlabeled_from_train" not in baseline and "unlabeled_file" not in baseline
+    assert uda["unlabeled_from_train"] is True and "unlabeled_file" not in uda
+    (selected,) = knn["unlabeled_file"]
+    assert knn["unlabeled_from_train"] is True
+    assert selected.stage is plan.arms[2].chain[0] and selected.path == "selected.jsonl"
+    assert own["unlabeled_file"] == str(tmp_path / "data" / "domain.jsonl") and "unlabeled_from_train" not in own
+    bad = [{"name": "x", "arm": "baseline", "finetune": {"uda_weight": "much"}}]
+    with pytest.raises(UsageError, match="uda_weight: expected float, got 'much'"):
+        load_experiment(experiment_yaml(tmp_path, tiny_bert, arms=bad), str(tmp_path / "out"))
+
+
+@pytest.mark.slow
+def test_a_method_arm_runs_and_the_report_shows_its_extra_cost(tiny_bert, tmp_path):
+    arms = ["baseline", {"name": "uda", "arm": "baseline", "finetune": {"uda_weight": 1.0, "train_limit": 12}}]
+    path = experiment_yaml(tmp_path, tiny_bert, arms=arms, inspect=False)
+    out = tmp_path / "run"
+    summary = run_experiment(load_experiment(path, str(out)))
+    results = json.load(open(os.path.join(summary.arm("uda").finetune_dir, "results.json")))
+    assert set(results["methods"]) == {"uda"} and results["unlabeled"]["from_train"]
+    assert results["seeds"][0]["unlabeled"]["texts"] == 48 - 12  # the training texts the draw left out
+    markdown = (out / "report.md").read_text()
+    assert "fine-tuning methods" in markdown and re.search(r"\| uda \| .* \| uda \| \d+\.\d\dx \|", markdown)

@@ -36,6 +36,7 @@ STAGES = {
     "pretrain": ("dontstop.pretrain", "continue pretraining a masked or causal LM on a domain or task corpus"),
     "lm-eval": ("dontstop.lm_eval", "a checkpoint's masked-LM loss on held-out sets (head warm-up if it has none)"),
     "vocab": ("dontstop.vocab", "extend a model's vocabulary with mined words (new rows = mean of their old pieces)"),
+    "augment": ("dontstop.augment", "copies of a corpus or task file with words deleted, swapped or cut out"),
     "preview": ("dontstop.preview", "show a corpus masked as pretrain would mask it (units, rate, unit lengths)"),
     "finetune": ("dontstop.finetune", "fine-tune a checkpoint on a labelled task over seeds: dev/test mean ± std"),
     "lr-sweep": ("dontstop.finetune.sweep", "choose the fine-tuning learning rate on dev (first seed, each rate)"),

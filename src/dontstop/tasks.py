@@ -367,26 +367,33 @@ def decode(task: Task, logits: np.ndarray, word_ids, lengths: list[int] | None =
     return predictions
 
 
-def read_texts(path: str, text_column: str = "text") -> TaskSplit:
-    """Just the texts of a task file, labelled or not (queries and leakage checks need no labels). A .txt file holds
-    one text per line; a token task's words are joined with spaces."""
+def read_records(path: str) -> tuple[list[tuple[int, dict]], str]:
+    """([(line number, record)], sha256 of the file) of a .jsonl/.json/.csv/.tsv file, or of a .txt file read as one
+    {"text"} record per non-empty line; every problem named with its file and line."""
     if path.lower().endswith(".txt"):
         require_file(path)
         with open(path, "rb") as f:
             raw = f.read()
-        lines = _decode(path, raw).split("\n")
-        numbered = [(n, line.strip()) for n, line in enumerate(lines, start=1) if line.strip()]
-    else:
-        raw = _read(path)
-        numbered = []
-        for lineno, record in _records(path, raw):
-            text = _column(path, lineno, record, text_column, "--text_column")
-            if isinstance(text, list) and all(isinstance(w, str) for w in text):
-                text = " ".join(text)
-            if not isinstance(text, str) or not text.strip():
-                raise UsageError(f"{path}:{lineno}: empty text in column {text_column!r}")
-            numbered.append((lineno, text))
+        lines = enumerate(_decode(path, raw).split("\n"), start=1)
+        return [(n, {"text": line.strip()}) for n, line in lines if line.strip()], hashlib.sha256(raw).hexdigest()
+    raw = _read(path)
+    return list(_records(path, raw)), hashlib.sha256(raw).hexdigest()
+
+
+def read_texts(path: str, text_column: str = "text") -> TaskSplit:
+    """Just the texts of a task file, labelled or not (queries and leakage checks need no labels). A .txt file holds
+    one text per line; a token task's words are joined with spaces."""
+    records, digest = read_records(path)
+    column = "text" if path.lower().endswith(".txt") else text_column
+    numbered = []
+    for lineno, record in records:
+        text = _column(path, lineno, record, column, "--text_column")
+        if isinstance(text, list) and all(isinstance(w, str) for w in text):
+            text = " ".join(text)
+        if not isinstance(text, str) or not text.strip():
+            raise UsageError(f"{path}:{lineno}: empty text in column {text_column!r}")
+        numbered.append((lineno, text))
     if not numbered:
         raise UsageError(f"{path}: no texts")
     texts = [t for _, t in numbered]
-    return TaskSplit(path, texts, [None] * len(texts), [n for n, _ in numbered], None, hashlib.sha256(raw).hexdigest())
+    return TaskSplit(path, texts, [None] * len(texts), [n for n, _ in numbered], None, digest)

@@ -237,7 +237,7 @@ class Planner:
             description,
             chain,
             spec.weights,
-            self.finetune_stage(spec.name, final, finetune_overrides),
+            self.finetune_stage(spec.name, final, finetune_overrides, selected),
             self.lm_eval_stage(Ref(model, "" if spec.weights == "raw" else spec.weights), spec.name)
             if isinstance(model, Stage)
             else None,
@@ -247,11 +247,20 @@ class Planner:
             point = Ref(model, f"snapshot-{fraction:g}")
             label = f"{spec.name}@{fraction:g}"
             arm.budget.append(
-                (fraction, self.finetune_stage(label, point, finetune_overrides), self.lm_eval_stage(point, label))
+                (
+                    fraction,
+                    self.finetune_stage(label, point, finetune_overrides, selected),
+                    self.lm_eval_stage(point, label),
+                )
             )
         for size in self.x.train_limits:
             arm.sizes.append(
-                (size, self.finetune_stage(f"{spec.name}@{size}", final, {**finetune_overrides, **size_options(size)}))
+                (
+                    size,
+                    self.finetune_stage(
+                        f"{spec.name}@{size}", final, {**finetune_overrides, **size_options(size)}, selected
+                    ),
+                )
             )
         return arm
 
@@ -334,16 +343,17 @@ class Planner:
         if self.mine is not None:
             resolved.setdefault("user_dict", [Ref(self.mine, "user_dict.txt")])
 
-    def finetune_stage(self, arm: str, model, overrides: dict) -> Stage:
-        options = self.finetune_options(model, overrides)
+    def finetune_stage(self, arm: str, model, overrides: dict, selected: Stage | None = None) -> Stage:
+        options = self.finetune_options(model, overrides, selected, arm)
         if str(options.get("learning_rate")).lower() == "auto" and not options.get("learning_rate_sweep"):
             options["learning_rate_sweep"] = Ref(self.sweep_stage(), LearningRateSweep.FILE)
         return self.add(Stage("finetune", arm_label(arm), options, inputs=local_inputs("finetune", options)))
 
-    def finetune_options(self, model, overrides: dict) -> dict:
+    def finetune_options(self, model, overrides: dict, selected: Stage | None = None, arm: str = "finetune") -> dict:
         task = self.x.task
         # An experiment measures: it keeps no fine-tuned model unless asked (finetune: {keep_models: best}).
         options = {"keep_models": "none", **self.finetune_defaults, **self.task_columns, **overrides}
+        options.update(self.unlabeled_defaults(options, selected, arm))
         options.update(
             model_name_or_path=model if isinstance(model, (str, Ref)) else Ref(model, ""),
             train_file=task.train,
@@ -362,6 +372,24 @@ class Planner:
             options = self.finetune_options(self.model, {})
             self._sweep = self.add(Stage("lr-sweep", "baseline", options, inputs=local_inputs("lr-sweep", options)))
         return self._sweep
+
+    def unlabeled_defaults(self, options: dict, selected: Stage | None, arm: str) -> dict:
+        """For an arm whose fine-tuning reads unlabeled text (UDA, self-training) and names none: the task's training
+        texts each seed's few-shot draw leaves out, and the arm's selected (kNN) texts if it has a select stage. Dev
+        and test texts never: select leaves them out, and so does fine-tuning's own guard."""
+        from ..finetune.method_args import reads_unlabeled
+
+        if "unlabeled_file" in options or "unlabeled_from_train" in options:
+            return {}
+        try:
+            if not reads_unlabeled(options, "finetune"):
+                return {}
+        except UsageError as e:
+            raise self.reader.fail(f"arms ({arm})", str(e)) from None
+        defaults: dict = {"unlabeled_from_train": True}
+        if selected is not None:
+            defaults["unlabeled_file"] = [Ref(selected, "selected.jsonl")]
+        return defaults
 
     def check_values(self) -> None:
         """Build every stage's arguments as its run will, so a bad value fails now, before anything runs."""

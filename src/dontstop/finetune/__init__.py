@@ -10,6 +10,10 @@ memory, not in checkpoints) on dev and test. `dontstop compare` then sets runs s
 
 The model may be a LoRA adapter directory (`dontstop pretrain --adapter lora`): its base model is loaded and the
 adapter merged in, then trained whole or, with `--adapter lora`, under a fresh task adapter (see `adapters.py`).
+
+Training methods beyond plain fine-tuning are plug-ins (`methods/`), each switched on by its option and combinable:
+adversarial training (FGM, PGD, FreeLB), R-Drop, a supervised contrastive term, and, on unlabeled text
+(`--unlabeled_file`, `--unlabeled_from_train`; `unlabeled.py`), UDA and self-training.
 """
 
 from __future__ import annotations
@@ -59,6 +63,14 @@ EXAMPLES = """examples:
   dontstop finetune --model_name_or_path runs/dapt-lora --adapter lora --learning_rate 5e-4 \\
       --train_file train.jsonl --validation_file dev.jsonl --test_file test.jsonl \\
       --keep_models --merge_adapter --output_dir runs/dapt-lora-ft
+
+  # 10 labels per class and much unlabeled text: UDA (consistency under word deletion and swap), then
+  # self-training (2 rounds of 10 pseudo-labels per class and round), PGD, R-Drop; each alone or combined
+  dontstop finetune --model_name_or_path runs/tapt --train_file train.jsonl --validation_file dev.jsonl \
+      --test_file test.jsonl --train_limit_per_class 10 --unlabeled_file pool.jsonl --unlabeled_from_train \
+      --uda_weight 1.0 --unlabeled_ratio 3 --tsa linear --output_dir runs/tapt-uda
+  dontstop finetune ... --unlabeled_from_train --self_training_rounds 2 --pseudo_label_top_k 10 --output_dir runs/st
+  dontstop finetune ... --adversarial pgd --adv_steps 3 --adv_alpha 0.3 --rdrop_alpha 1.0 --output_dir runs/pgd-rdrop
 
   # token classification (jsonl records {"text": [words], "label": [BIO tags]}), entity F1
   dontstop finetune --model_name_or_path bert-base-cased --train_file ner_train.jsonl \\

@@ -10,7 +10,8 @@ from ..errors import UsageError
 from ..recipe import RobertaRecipe
 from ..scoring import METRICS, PRIMARY_METRIC
 from ..tasks import Task
-from .methods import ADVERSARIES
+from .method_args import MethodArguments
+from .methods import check_methods, needs_unlabeled
 
 KEEP_MODELS = ("best", "all", "none")
 
@@ -134,6 +135,30 @@ class TaskArguments:
             "const": "all",
         },
     )
+    unlabeled_file: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Unlabeled text for UDA and self-training, in any format pretrain reads; repeat for several. "
+            "Texts equal to a dev or test text are left out (and counted).",
+            "action": "extend",
+            "path": "file",
+        },
+    )
+    unlabeled_text_column: str = field(default="text", metadata={"help": "Column of the text of --unlabeled_file."})
+    unlabeled_from_train: bool = field(
+        default=False,
+        metadata={
+            "help": "Add the training texts not drawn into each seed's few-shot sample to the unlabeled text (their "
+            "labels unused, except to score pseudo-labels)."
+        },
+    )
+    unlabeled_limit: int | None = field(
+        default=None,
+        metadata={
+            "bounds": "[1, inf)",
+            "help": "Use at most this many unlabeled texts per seed (a draw seeded by the seed; default: all).",
+        },
+    )
 
     def __post_init__(self):
         # A YAML `keep_models: true` (the option was a flag) means all, `false` none.
@@ -142,9 +167,10 @@ class TaskArguments:
 
 
 @dataclass
-class FinetuningArguments(AdapterArguments, AveragingArguments, RobertaRecipe):
+class FinetuningArguments(MethodArguments, AdapterArguments, AveragingArguments, RobertaRecipe):
     """`TrainingArguments` with the fine-tuning defaults of Gururangan et al. (2020), each with its reason; weight
-    averaging (--ema, --swa_start) from `averaging.py`, a task adapter (--adapter lora) from `adapters.py`."""
+    averaging (--ema, --swa_start) from `averaging.py`, a task adapter (--adapter lora) from `adapters.py`, the
+    training methods (UDA, R-Drop, PGD, self-training, ...) from `method_args.py`."""
 
     # The paper's fine-tuning learning rate and batch size (it follows RoBERTa's GLUE recipe). Its rate was set for
     # RoBERTa-base; a small encoder (MiniLM: 28% accuracy at 2e-5 where 2e-4 reached 64%) wants another: auto.
@@ -188,13 +214,6 @@ class FinetuningArguments(AdapterArguments, AveragingArguments, RobertaRecipe):
     eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate on dev: epoch or steps."})
     save_strategy: str = field(default="no", metadata={"help": "Trainer checkpoints (not needed to keep the best)."})
     logging_strategy: str = field(default="epoch", metadata={"help": "When to log the training loss."})
-    adversarial: str = field(
-        default="none",
-        metadata={"help": "Adversarial training on the word embeddings.", "choices": ["none", *ADVERSARIES]},
-    )
-    adv_epsilon: float = field(
-        default=1.0, metadata={"bounds": "(0, inf)", "help": "FGM: norm of the embedding perturbation."}
-    )
 
     def __post_init__(self):
         # --learning_rate auto: a placeholder rate until the sweep (sweep.py) sets the chosen one.
@@ -249,14 +268,14 @@ def validate(task_args: TaskArguments, args: FinetuningArguments) -> list[int]:
         raise UsageError(f"--keep_models {task_args.keep_models}: expected one of {', '.join(KEEP_MODELS)}")
     args.check_averaging()
     args.check_adapter()
-    if args.uses_adapter and args.adversarial != "none":
-        raise UsageError(
-            "--adversarial with --adapter lora: FGM follows the embeddings' gradient, and an adapter freezes them"
-        )
+    check_methods(args)
+    check_unlabeled(task_args, args)
+    if args.tsa != "none" and not args.uda_weight:
+        raise UsageError("--tsa is UDA's training-signal annealing: add --uda_weight")
+    if args.tsa != "none" and args.rdrop_alpha:
+        raise UsageError("--tsa with --rdrop_alpha: both rewrite the supervised loss; choose one")
     if args.merge_adapter and task_args.keep_models == "none":
         raise UsageError("--merge_adapter merges the kept models: --keep_models best or all")
-    if args.adv_epsilon <= 0:
-        raise UsageError(f"--adv_epsilon {args.adv_epsilon}: must be positive")
     for option in ("train_limit", "train_limit_per_class"):
         value = getattr(task_args, option)
         if value is not None and value < 1:
@@ -268,6 +287,17 @@ def validate(task_args: TaskArguments, args: FinetuningArguments) -> list[int]:
     if task_args.validation_limit is not None and task_args.validation_limit < 1:
         raise UsageError(f"--validation_limit {task_args.validation_limit}: must be at least 1")
     return parse_seeds(task_args.seeds, args.seed)
+
+
+def check_unlabeled(task_args: TaskArguments, args: FinetuningArguments) -> None:
+    """Unlabeled text comes with a method that reads it, and such a method has some."""
+    given = bool(task_args.unlabeled_file or task_args.unlabeled_from_train)
+    if needs_unlabeled(args) and not given:
+        on = "--uda_weight" if args.uda_weight else "--self_training_rounds"
+        raise UsageError(f"{on} reads unlabeled text: give --unlabeled_file or --unlabeled_from_train")
+    if given and not needs_unlabeled(args):
+        option = "--unlabeled_file" if task_args.unlabeled_file else "--unlabeled_from_train"
+        raise UsageError(f"{option}: no method reads unlabeled text (--uda_weight, --self_training_rounds)")
 
 
 def selection_metric(task: Task, args: FinetuningArguments) -> str:

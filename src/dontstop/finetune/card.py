@@ -44,6 +44,35 @@ def finetune_averaging_lines(results: FinetuneResults) -> list[str]:
     ]
 
 
+def method_lines(results: FinetuneResults) -> list[str]:
+    """The training methods switched on, the unlabeled text they read, and self-training's rounds."""
+    lines = []
+    for name, settings in (results.methods or {}).items():
+        shown = ", ".join(f"{key} {value}" for key, value in settings.items() if value is not None)
+        lines.append(f"- training method `{name}`" + (f": {shown}" if shown else ""))
+    unlabeled = results.unlabeled or {}
+    for entry in unlabeled.get("files", []):
+        leaked = sum(entry["leaked"].values())
+        lines.append(
+            f"- unlabeled text `{entry['path']}`: {entry['kept']:,} texts kept of {entry['documents']:,} "
+            f"({leaked:,} equal to a dev/test text and {entry['duplicates']:,} repeats left out)"
+        )
+    if unlabeled.get("from_train"):
+        lines.append("- unlabeled text: the training texts each seed's few-shot draw left out")
+    rounds = [seed.rounds for seed in results.seeds if seed.rounds]
+    if rounds:
+        metric, split = results.primary_metric, "test" if "test" in results.aggregate else "dev"
+        lines.append(f"- self-training, the mean over seeds per round ({split} {metric}; pseudo-labels right):")
+        for index in range(max(map(len, rounds))):
+            entries = [r[index] for r in rounds if len(r) > index]
+            score = sum(e[split][metric] for e in entries) / len(entries)
+            known = [e["pseudo_label_accuracy"] for e in entries if e.get("pseudo_label_accuracy") is not None]
+            accuracy = f", pseudo-labels {100 * sum(known) / len(known):.1f}% right" if known else ""
+            added = sum(e.get("pseudo_labels", 0) for e in entries) / len(entries)
+            lines.append(f"  - round {index}: {100 * score:.1f}; {added:.0f} pseudo-labelled examples{accuracy}")
+    return lines
+
+
 def write_finetune_readme(output_dir: str, results: FinetuneResults, args) -> None:
     """The table of a `dontstop finetune` run (per seed, then mean ± std) and its settings."""
     seeds = results.seeds
@@ -52,7 +81,6 @@ def write_finetune_readme(output_dir: str, results: FinetuneResults, args) -> No
     extras = [
         name
         for name, on in (
-            (f"FGM adversarial training (epsilon {args.adv_epsilon})", args.adversarial == "fgm"),
             (f"EMA of the weights (decay {args.ema})", args.ema is not None),
             (f"SWA of the weights (from {args.swa_start}{swa_options(args)})", args.swa_start is not None),
             (
@@ -89,6 +117,7 @@ def write_finetune_readme(output_dir: str, results: FinetuneResults, args) -> No
         + (f", test `{results.test_file['path']}`" if results.test_file else ""),
         *([f"- the LoRA adapter `{domain['path']}` merged into its base `{domain['base']}` first"] if domain else []),
         *finetune_averaging_lines(results),
+        *method_lines(results),
         f"- wall time {minutes:.1f} min; predictions per seed in `seed-*/predictions_*.jsonl`; every number in "
         "`results.json`, every setting in `dontstop_config.json`.",
         "",

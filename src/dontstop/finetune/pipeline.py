@@ -14,9 +14,11 @@ from ..tasks import Task
 from ..tokenization import check_unknown_tokens
 from .args import FinetuningArguments, TaskArguments, selection_metric, validate
 from .card import results_table, write_finetune_readme
+from .methods import method_settings, needs_unlabeled
 from .resume import CONFIG_FILE, check_resumable, fingerprint, finished_seed, resolved_config
-from .seeds import averaging_summary, run_seed
+from .seeds import SeedSetup, averaging_summary, run_seed
 from .setup import adapter_record, encode_splits, load_seeded_model, load_tokenizer_and_config, read_task
+from .unlabeled import load_unlabeled
 
 logger = logging.getLogger(__name__)
 # The table of seeds at the end: `dontstop run` silences it (it prints one table of all arms at its own end).
@@ -24,7 +26,7 @@ table_logger = logging.getLogger(f"{__name__}.table")
 
 
 def collect(
-    task: Task, task_args, args, records: list[SeedResult], encoded, max_length: int, adapter
+    task: Task, task_args, args, records: list[SeedResult], encoded, max_length: int, adapter, unlabeled
 ) -> FinetuneResults:
     metric_names = list(METRICS[task.task_type])
     return FinetuneResults(
@@ -46,6 +48,8 @@ def collect(
         },
         averaging=averaging_summary(records, metric_names),
         adapter=adapter,
+        methods=method_settings(args),
+        unlabeled=unlabeled.record() if unlabeled is not None else None,
     )
 
 
@@ -67,13 +71,18 @@ def run_finetune(task_args: TaskArguments, args: FinetuningArguments) -> Finetun
         task.task_type, len(task.labels), len(task.train), len(task.dev), len(task.test) if task.test else "no",
         ", ".join(map(str, seeds)),
     )  # fmt: skip
+    unlabeled = load_unlabeled(task_args, task) if needs_unlabeled(args) else None
+    setup = SeedSetup(
+        task, tokenizer, encoded, task_args, args, args.output_dir, "", max_length, unlabeled,
+        load_model=lambda seed: load_seeded_model(task, source, config, seed, args)[0],
+    )  # fmt: skip
     chosen = None
     if args.learning_rate_auto:  # before the fingerprint: the seeds' results depend on the rate chosen
         from .sweep import choose_rate
 
         os.makedirs(args.output_dir, exist_ok=True)
-        chosen = choose_rate(task, source, tokenizer, config, encoded, task_args, args, args.output_dir)
-    key = fingerprint(task_args, args, task)
+        chosen = choose_rate(setup)
+    key = setup.key = fingerprint(task_args, args, task)
     earlier = {seed: finished_seed(args.output_dir, seed, key) if task_args.resume else None for seed in seeds}
     pending = [seed for seed in seeds if earlier[seed] is None]
     # The first model is loaded before anything is written, so a broken checkpoint leaves no half-made directory.
@@ -89,11 +98,11 @@ def run_finetune(task_args: TaskArguments, args: FinetuningArguments) -> Finetun
             logger.info("Seed %d (%d of %d): finished earlier, reusing its result", seed, i, len(seeds))
             records.append(earlier[seed])
             continue
-        model = model if seed == pending[0] else load_seeded_model(task, source, config, seed, args)[0]
-        records.append(run_seed(seed, task, model, tokenizer, encoded, task_args, args, args.output_dir, key))
+        model = model if seed == pending[0] else setup.load_model(seed)
+        records.append(run_seed(seed, model, setup))
         logger.info("Seed %s (%d of %d): %s", seed, i, len(seeds), seed_line(records[-1], task.task_type))
         model = None  # free it before the next seed loads
-    results = collect(task, task_args, args, records, encoded, max_length, adapter)
+    results = collect(task, task_args, args, records, encoded, max_length, adapter, unlabeled)
     results.new_parameters = new
     results.best_model = keep_models(results, task_args.keep_models, args.output_dir)
     results.learning_rate = args.learning_rate

@@ -9,7 +9,7 @@ import os
 from dataclasses import asdict
 
 from ..errors import UsageError
-from ..fingerprint import settings, settings_hash
+from ..fingerprint import content_hash, settings, settings_hash
 from ..records import SeedResult
 from ..tasks import Task
 
@@ -29,6 +29,7 @@ def fingerprint(task_args, args, task: Task) -> str:
     fields) and the task files. A finished seed is reused only when its fingerprint matches, so a stale result can
     never slip in."""
     files = [split.sha256 for split in (task.train, task.dev, task.test) if split is not None]
+    files += [content_hash(path) for path in task_args.unlabeled_file or []]
     return settings_hash(task_args, args, scope="seed", extra=files)[:16]
 
 

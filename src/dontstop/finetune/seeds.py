@@ -1,14 +1,15 @@
-"""One seed of a fine-tuning run: its few-shot draw, its training, its best epoch scored on dev and test, its
-predictions; and whether an earlier run already finished it."""
+"""One seed of a fine-tuning run: its few-shot draw and unlabeled text, its rounds of training (one, unless
+self-training asks for more), the round best on dev scored and its predictions written."""
 
 from __future__ import annotations
 
-import copy
 import gc
+import itertools
 import json
 import logging
 import os
-import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -17,28 +18,36 @@ from ..averaging import WeightAverage
 from ..fingerprint import hash_json
 from ..models import MERGED_DIR
 from ..records import SeedResult
-from ..scoring import METRICS, aggregate, score
-from ..tasks import Encoded, Task, TaskSplit, decode, per_class_sample, stratified_sample
-from .args import FinetuningArguments, TaskArguments, selection_metric
-from .methods import ADVERSARIES
-from .trainer import BestEpoch, FinetuneTrainer
+from ..scoring import METRICS, aggregate
+from ..tasks import Task, TaskSplit, per_class_sample, stratified_sample
+from .args import FinetuningArguments, TaskArguments
+from .rounds import Round, train_round, with_examples
+from .trainer import BestEpoch
+from .unlabeled import UnlabeledSource
 
 logger = logging.getLogger(__name__)
 
-# Dev metrics in the log: the evaluated weights' and, with weight averaging, the raw weights' beside them.
-EVAL_PREFIXES = ("eval_", "raw_eval_")
 
+@dataclass
+class SeedSetup:
+    """What every seed of a run shares."""
 
-def predict(trainer, task: Task, split: TaskSplit, encoded: Encoded):
-    logits = trainer.predict(encoded.dataset).predictions
-    logits = logits[0] if isinstance(logits, tuple) else logits
-    lengths = [len(words) for words in split.texts] if task.task_type == "token" else None
-    return decode(task, logits, encoded.word_ids, lengths), logits
+    task: Task
+    tokenizer: object
+    encoded: dict  # split -> tasks.Encoded
+    task_args: TaskArguments
+    args: FinetuningArguments
+    output_dir: str
+    key: str  # the fingerprint of the settings and files a seed's result depends on
+    max_length: int
+    unlabeled: UnlabeledSource | None
+    load_model: Callable[[int], object]  # seed -> a fresh model with that seed's head: the student of a new round
 
 
 def training_examples(task: Task, encoded, task_args: TaskArguments, seed: int):
-    """(the training set of one seed, the fingerprint of its draw): all of it, or (--train_limit) a stratified draw
-    seeded by the seed (or by --sample_seed). The same seed draws the same examples in every run on the task."""
+    """(the training set of one seed, the fingerprint of its draw, the rows drawn): all of it, or (--train_limit) a
+    stratified draw seeded by the seed (or by --sample_seed). The same seed draws the same examples in every run on
+    the task."""
     train = encoded["train"].dataset
     indices = range(len(train))
     draw_seed = seed if task_args.sample_seed is None else task_args.sample_seed
@@ -48,91 +57,76 @@ def training_examples(task: Task, encoded, task_args: TaskArguments, seed: int):
         indices = per_class_sample(task.train.labels, task_args.train_limit_per_class, draw_seed)
     if len(indices) < len(train):
         train = train.select(indices)
-    return train, hash_json([task.train.sha256, [int(i) for i in indices]])[:16]
+    return train, hash_json([task.train.sha256, [int(i) for i in indices]])[:16], indices
 
 
-def seed_trainer(seed: int, task: Task, model, tokenizer, encoded, train, args: FinetuningArguments, seed_dir: str):
-    """(trainer, best-epoch callback) of one seed."""
-    from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
-
-    collator = (DataCollatorForTokenClassification if task.task_type == "token" else DataCollatorWithPadding)(
-        tokenizer
-    )
-    metric = selection_metric(task, args)
-    greater = args.greater_is_better if args.metric_for_best_model else None
-    averager = args.averager()
-    best = BestEpoch(metric, args.early_stopping_patience, greater, averager)
-    dev = encoded["dev"]
-    dev_lengths = [len(w) for w in task.dev.texts] if task.task_type == "token" else None
-
-    def dev_metrics(prediction):
-        logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-        return score(task.task_type, task.dev.labels, decode(task, logits, dev.word_ids, dev_lengths))
-
-    seed_args = copy.copy(args)
-    seed_args.seed, seed_args.data_seed, seed_args.output_dir = seed, seed, seed_dir
-    adversary = None
-    if args.adversarial != "none":
-        adversary = ADVERSARIES[args.adversarial](model.get_input_embeddings(), args.adv_epsilon)
-    trainer = FinetuneTrainer(
-        model=model,
-        args=seed_args,
-        train_dataset=train,
-        eval_dataset=dev.dataset,
-        data_collator=collator,
-        processing_class=tokenizer,
-        compute_metrics=dev_metrics,
-        callbacks=[best] + ([averager] if averager else []),
-        adversary=adversary,
-        averager=averager,
-    )
-    return trainer, best
+def train_rounds(seed: int, model, setup: SeedSetup, seed_dir: str) -> tuple[list[Round], Round, dict]:
+    """(every round, the one best on dev, what the seed was given); a later round's student starts again from the
+    checkpoint. Only the best round keeps its weights in memory."""
+    train, draw, drawn = training_examples(setup.task, setup.encoded, setup.task_args, seed)
+    pool = setup.unlabeled.for_seed(setup.task, drawn, seed) if setup.unlabeled is not None else None
+    rounds, chosen, current, added = [], None, train, None
+    for index in itertools.count():
+        if index:
+            model = setup.load_model(seed)
+        latest = train_round(setup, seed, model, current, pool, index, seed_dir)
+        latest.added = added
+        rounds.append(latest)
+        if chosen is None or latest.best.best > chosen.best.best:  # the dev metric of the best epoch, signed
+            if chosen is not None:
+                chosen.best.best_state = None
+            chosen = latest
+        else:
+            latest.best.best_state = None
+        examples = latest.next_examples()
+        for earlier in rounds[:-1]:
+            if earlier is not chosen:
+                earlier.trainer = None  # and its model
+        if examples is None:
+            break
+        added, current = examples.record, with_examples(setup, train, examples)
+        logger.info("Seed %d, round %d: %d pseudo-labelled examples added", seed, index + 1, len(examples.texts))
+    given = {"train_examples": len(train), "draw": draw, "unlabeled": pool.record() if pool is not None else None}
+    return rounds, chosen, given
 
 
-def run_seed(seed, task, model, tokenizer, encoded, task_args, args, output_dir, key: str) -> SeedResult:
+def run_seed(seed: int, model, setup: SeedSetup) -> SeedResult:
     """Train one seed's `model` (from `load_seeded_model`); return its record (dev and test metrics of the best
-    epoch, timing, history), also written to seed-S/result.json."""
-    seed_dir = os.path.join(output_dir, f"seed-{seed}")
-    train, draw = training_examples(task, encoded, task_args, seed)
-    trainer, best = seed_trainer(seed, task, model, tokenizer, encoded, train, args, seed_dir)
-    averager = trainer.averager
-    started = time.time()
-    trainer.train()
-    train_seconds = time.time() - started
-    # The best evaluation's weights (the averaged ones with --ema or --swa_start) are the model from here on.
-    best.restore(model)
-    trainer.averager, trainer.compute_metrics = None, None
+    round's best epoch, timing, history), also written to seed-S/result.json."""
+    task, args = setup.task, setup.args
+    seed_dir = os.path.join(setup.output_dir, f"seed-{seed}")
+    rounds, chosen, given = train_rounds(seed, model, setup, seed_dir)
     record = SeedResult(
         seed=seed,
-        dev={},
-        fingerprint=key,
-        best_epoch=best.best_epoch,
-        epochs_run=trainer.state.epoch,
-        steps=trainer.state.global_step,
-        train_examples=len(train),
-        draw=draw,
-        train_seconds=round(train_seconds, 1),
-        history=[
-            {k: v for k, v in entry.items() if k in ("epoch", "step", "loss") or k.startswith(EVAL_PREFIXES)}
-            for entry in trainer.state.log_history
-            if "loss" in entry or f"eval_{best.metric}" in entry
-        ],
+        dev=chosen.scores["dev"],
+        test=chosen.scores.get("test"),
+        fingerprint=setup.key,
+        best_epoch=chosen.best.best_epoch,
+        epochs_run=chosen.state.epoch,
+        steps=chosen.state.global_step,
+        train_examples=given["train_examples"],
+        draw=given["draw"],
+        train_seconds=round(sum(r.seconds for r in rounds), 1),  # every round: the seed's cost
+        history=chosen.history(),
+        unlabeled=given["unlabeled"],
     )
-    if averager is not None:
-        record.averaging = averaged_against_raw(best, averager, [*METRICS[task.task_type], "loss"])
+    if len(rounds) > 1:
+        record.rounds, record.chosen_round = [r.summary() for r in rounds], chosen.index
+    if chosen.averager is not None:
+        record.averaging = averaged_against_raw(chosen.best, chosen.averager, [*METRICS[task.task_type], "loss"])
     os.makedirs(seed_dir, exist_ok=True)
-    for name, split in (("dev", task.dev), ("test", task.test)):
-        if split is None:
-            continue
-        predicted, logits = predict(trainer, task, split, encoded[name])
-        setattr(record, name, score(task.task_type, split.labels, predicted))
+    for name, (predicted, logits) in chosen.predictions.items():
+        split = task.dev if name == "dev" else task.test
         write_predictions(os.path.join(seed_dir, f"predictions_{name}.jsonl"), task, split, predicted, logits)
-    if task_args.keep_models != "none":
-        trainer.save_model(os.path.join(seed_dir, "model"))  # with --adapter lora: the task adapter
+    if setup.task_args.keep_models != "none":
+        last = rounds[-1]
+        if last is not chosen:  # the last round's trainer saves the chosen round's weights
+            last.trainer.model.load_state_dict(chosen.best.best_state)
+        last.trainer.save_model(os.path.join(seed_dir, "model"))  # with --adapter lora: the task adapter
         if args.uses_adapter and args.merge_adapter:
-            save_merged(model, tokenizer, os.path.join(seed_dir, "model", MERGED_DIR))
+            save_merged(last.trainer.model, setup.tokenizer, os.path.join(seed_dir, "model", MERGED_DIR))
     record.save(seed_dir)
-    del trainer, model, best
+    del rounds, chosen, model
     gc.collect()
     return record
 

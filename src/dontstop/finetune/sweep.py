@@ -22,8 +22,10 @@ from ..outputs import check_output_dir
 from ..records import LearningRateSweep
 from ..scoring import PRIMARY_METRIC
 from .args import FinetuningArguments, TaskArguments, parse_seeds, validate
-from .seeds import run_seed
+from .methods import needs_unlabeled
+from .seeds import SeedSetup, run_seed
 from .setup import encode_splits, load_seeded_model, load_tokenizer_and_config, read_task
+from .unlabeled import load_unlabeled
 
 logger = logging.getLogger(__name__)
 
@@ -39,17 +41,18 @@ EXAMPLES = """examples:
 """
 
 
-def sweep(task, source, tokenizer, config, encoded, task_args, args, output_dir: str) -> LearningRateSweep:
+def sweep(setup: SeedSetup) -> LearningRateSweep:
     """Fine-tune the first seed at every candidate rate (in OUTPUT_DIR/lr-sweep/lr-RATE) and choose on dev."""
+    task_args, args = setup.task_args, setup.args
     seed = parse_seeds(task_args.seeds, args.seed)[0]
-    metric = PRIMARY_METRIC[task.task_type]
+    metric = PRIMARY_METRIC[setup.task.task_type]
     quiet = dataclasses.replace(task_args, keep_models="none")
     tried = []
     for rate in args.candidate_rates():
         trying = dataclasses.replace(args, learning_rate=rate)
-        model, _ = load_seeded_model(task, source, config, seed, trying)
-        where = os.path.join(output_dir, "lr-sweep", f"lr-{rate:g}")
-        result = run_seed(seed, task, model, tokenizer, encoded, quiet, trying, where, key="lr-sweep")
+        where = os.path.join(setup.output_dir, "lr-sweep", f"lr-{rate:g}")
+        attempt = dataclasses.replace(setup, task_args=quiet, args=trying, output_dir=where, key="lr-sweep")
+        result = run_seed(seed, setup.load_model(seed), attempt)
         tried.append({"learning_rate": rate, "dev": result.dev, "best_epoch": result.best_epoch})
         logger.info("Learning rate %g: dev %s %.1f", rate, metric, 100 * result.dev[metric])
     chosen = max(tried, key=lambda t: (t["dev"][metric], -t["learning_rate"]))["learning_rate"]
@@ -57,16 +60,17 @@ def sweep(task, source, tokenizer, config, encoded, task_args, args, output_dir:
     return LearningRateSweep(seed=seed, metric=metric, candidates=tried, chosen=chosen)
 
 
-def choose_rate(task, source, tokenizer, config, encoded, task_args, args, output_dir: str) -> LearningRateSweep:
-    """Set `args.learning_rate` for --learning_rate auto: from --learning_rate_sweep, or from a sweep run now;
+def choose_rate(setup: SeedSetup) -> LearningRateSweep:
+    """Set the run's learning rate for --learning_rate auto: from --learning_rate_sweep, or from a sweep run now;
     returns the sweep's record (also in OUTPUT_DIR/learning_rate_sweep.json)."""
+    task_args, args, output_dir = setup.task_args, setup.args, setup.output_dir
     earlier = os.path.join(output_dir, LearningRateSweep.FILE)
     given = args.learning_rate_sweep or (earlier if task_args.resume and os.path.exists(earlier) else None)
     if given:
         record = LearningRateSweep.load(given)
         logger.info("Learning rate %g, from %s", record.chosen, given)
     else:
-        record = sweep(task, source, tokenizer, config, encoded, task_args, args, output_dir)
+        record = sweep(setup)
         record.save(output_dir)
     args.learning_rate = record.chosen
     return record
@@ -78,8 +82,13 @@ def run(task_args: TaskArguments, args: FinetuningArguments) -> LearningRateSwee
     check_output_dir(args.output_dir, args.overwrite_output_dir)
     task = read_task(task_args, args)
     source, tokenizer, config = load_tokenizer_and_config(task_args, task)
-    encoded, _ = encode_splits(task, task_args, tokenizer, config)
+    encoded, max_length = encode_splits(task, task_args, tokenizer, config)
+    unlabeled = load_unlabeled(task_args, task) if needs_unlabeled(args) else None
+    setup = SeedSetup(
+        task, tokenizer, encoded, task_args, args, args.output_dir, "lr-sweep", max_length, unlabeled,
+        load_model=lambda seed: load_seeded_model(task, source, config, seed, args)[0],
+    )  # fmt: skip
     os.makedirs(args.output_dir, exist_ok=True)
-    record = sweep(task, source, tokenizer, config, encoded, task_args, args, args.output_dir)
+    record = sweep(setup)
     record.save(args.output_dir)
     return record

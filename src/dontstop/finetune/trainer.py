@@ -1,9 +1,11 @@
-"""The Trainer of fine-tuning: the standard loop, plus an adversarial pass per step and the averaged weights
-evaluated beside the raw ones; and the callback that keeps the best epoch's weights."""
+"""The Trainer of fine-tuning: the standard loop, plus the hooks of the training methods (`methods/`: loss terms, an
+adversarial step) and the averaged weights evaluated beside the raw ones; and the callback that keeps the best
+epoch's weights."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 
 import torch
@@ -59,12 +61,12 @@ class BestEpoch(TrainerCallback):
 
 
 class FinetuneTrainer(AtomicCheckpoints, Trainer):
-    """A Trainer that adds an adversarial pass to each step and, with weight averaging, evaluates the averaged
-    weights beside the raw ones."""
+    """A Trainer that calls the hooks of the training methods (`methods/base.py`) and, with weight averaging,
+    evaluates the averaged weights beside the raw ones."""
 
-    def __init__(self, *args, adversary=None, averager: WeightAverage | None = None, **kwargs):
+    def __init__(self, *args, methods=(), averager: WeightAverage | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.adversary = adversary
+        self.methods = list(methods)
         self.averager = averager
         quiet_trainer(self)  # a seed's outcome is one line (pipeline.seed_line)
         place_tracker_logs(self)
@@ -72,13 +74,26 @@ class FinetuneTrainer(AtomicCheckpoints, Trainer):
         # gradient accumulation itself (huggingface/transformers#47688).
         self.model_accepts_loss_kwargs = False
 
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """The loss plus every method's terms, in training; the plain loss in evaluation."""
+        if not (model.training and self.methods):
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        extra = {key: value for method in self.methods for key, value in method.forward_kwargs.items()}
+        loss, outputs = super().compute_loss(model, {**inputs, **extra}, True, num_items_in_batch)
+        for method in self.methods:
+            loss = method.loss(self, model, inputs, outputs, loss)
+        return (loss, outputs) if return_outputs else loss
+
     def training_step(self, model, inputs, num_items_in_batch=None):
-        earlier = self.adversary.gradient_snapshot() if self.adversary is not None else None
-        loss = super().training_step(model, dict(inputs), num_items_in_batch)
-        if self.adversary is not None and self.adversary.attack(earlier):
-            super().training_step(model, dict(inputs), num_items_in_batch)  # its gradient adds to the clean one
-            self.adversary.restore()
-        return loss  # the clean loss: the adversarial pass is logged nowhere
+        """The batch's forward and backward pass, wrapped by each method that needs more (an adversary)."""
+        parent = super().training_step
+
+        def step():
+            return parent(model, dict(inputs), num_items_in_batch)
+
+        for method in self.methods:
+            step = functools.partial(method.training_step, step)
+        return step()
 
     def evaluation_loop(
         self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"

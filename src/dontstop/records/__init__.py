@@ -12,6 +12,7 @@ The package: `base` (the `Record` machinery and the metric keys), `stages` (one 
 from .base import EVAL_METRICS, Record, eval_key, eval_name, eval_values
 from .experiment import ArmSummary, BudgetPoint, Compute, ExperimentSummary, HeldOutChange, SizePoint, StageSummary
 from .stages import (
+    AugmentedData,
     CorpusLoss,
     FinetuneResults,
     LearningRateSweep,
@@ -27,6 +28,7 @@ from .stages import (
 
 __all__ = [
     "ArmSummary",
+    "AugmentedData",
     "BudgetPoint",
     "Compute",
     "CorpusLoss",

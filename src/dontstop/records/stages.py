@@ -97,6 +97,9 @@ class SeedResult(Record):
     train_seconds: float | None = None
     history: list[dict] = field(default_factory=list)
     averaging: dict | None = None
+    rounds: list[dict] | None = None  # self-training: each round's pseudo-labels, their accuracy, dev and test
+    chosen_round: int | None = None  # the round whose model was scored (the best on dev)
+    unlabeled: dict | None = None  # how many unlabeled texts the seed's methods read, from where
 
 
 @dataclass
@@ -137,6 +140,8 @@ class FinetuneResults(Record):
     best_model: str | None = None  # "seed-S/model": the kept model of the seed best on dev (--keep_models)
     learning_rate: float | None = None
     learning_rate_sweep: dict | None = None  # with --learning_rate auto: the LearningRateSweep it was chosen by
+    methods: dict | None = None  # training method -> its settings (finetune/methods/), for those switched on
+    unlabeled: dict | None = None  # the unlabeled text read: files, texts kept, dev/test texts excluded, duplicates
 
     def values(self, split: str, metric: str) -> list[float]:
         return [float(getattr(seed, split)[metric]) for seed in self.seeds]
@@ -259,6 +264,20 @@ class LMEvaluation(Record):
     def loss(self, name: str) -> float | None:
         entry = self.losses.get(name)
         return entry.lm_loss if entry else None
+
+
+@dataclass
+class AugmentedData(Record):
+    """`augment.json` of `dontstop augment`: what was written, and how much each operation changed."""
+
+    FILE: ClassVar[str] = "augment.json"
+
+    input_file: dict  # {"path", "sha256", "records"}
+    augmentation: str  # e.g. "delete:0.15,swap:0.1", applied `copies` times to each record
+    copies: int
+    records_written: int  # the originals (unless left out) and the copies
+    words_changed: dict = field(default_factory=dict)  # operation -> words deleted, swapped or cut, in all copies
+    unchanged_copies: int = 0  # copies equal to their original (a text too short to change)
 
 
 # --- the experiment ---------------------------------------------------------------------------------------------

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 
+from ..errors import UsageError
 from ..evidence import ALPHA
 from ..inspect import RELEVANT_SHARE
-from ..records import ExperimentSummary, PretrainMetrics, Similarity, StageSummary
+from ..records import ExperimentSummary, FinetuneResults, PretrainMetrics, Similarity, StageSummary
 from ..scoring import mean_std_percent
 from .figures import forgetting_rows
 from .statistics import count, duration, loss, p_text, points
@@ -297,12 +298,24 @@ def overlap_section(similarity: Similarity | None, figures: dict[str, bytes]) ->
     return blocks
 
 
+def finetune_methods(directory: str) -> str:
+    """The training methods of a fine-tuning run (UDA, PGD, ...), from its results.json; "—" for plain fine-tuning."""
+    try:
+        methods = FinetuneResults.load(directory).methods
+    except UsageError:
+        return "?"
+    return ", ".join(methods or {}) or "—"
+
+
 def compute_section(summary: ExperimentSummary) -> list[dict]:
     rows = []
+    baseline = next((a.compute.finetune_seconds for a in summary.arms if a.name == summary.baseline), None)
     for arm in summary.arms:
         c = arm.compute
         cached = ", ".join(stage.name for stage in arm.stages if stage.cached) or "—"
         pretraining = duration(c.pretrain_seconds) if arm.stages else "—"
+        # What the arm's fine-tuning cost against the baseline's: its methods' extra passes, rounds and evaluations.
+        ratio = f"{c.finetune_seconds / baseline:.2f}x" if baseline else "—"
         rows.append(
             [
                 arm.name,
@@ -311,6 +324,8 @@ def compute_section(summary: ExperimentSummary) -> list[dict]:
                 pretraining,
                 duration(c.finetune_seconds),
                 cached,
+                finetune_methods(arm.finetune_dir),
+                ratio,
             ]
         )
     wall = duration(summary.wall_seconds)
@@ -318,13 +333,14 @@ def compute_section(summary: ExperimentSummary) -> list[dict]:
     if summary.estimated_seconds is not None and summary.run_seconds:
         estimate = (f" This run took {duration(summary.run_seconds)}, estimated before its first stage at "
                     f"{duration(summary.estimated_seconds)}.")  # fmt: skip
+    header = ["arm", "pretrain steps", "pretrain tokens", "pretraining", "fine-tuning", "cached"]
     return [
         {"kind": "h2", "text": "Compute", "id": "compute"},
         caption(
-            f"Per arm, over its chain of stages; cached stages were reused from an earlier run. The whole "
-            f"experiment: {wall}.{estimate}"
+            f"Per arm, over its chain of stages; cached stages were reused from an earlier run; fine-tuning time "
+            f"also as a multiple of the baseline's. The whole experiment: {wall}.{estimate}"
         ),
-        table(["arm", "pretrain steps", "pretrain tokens", "pretraining", "fine-tuning", "cached"], rows, "lrrrrl"),
+        table([*header, "fine-tuning methods", "fine-tuning × baseline"], rows, "lrrrrllr"),
     ]
 
 
