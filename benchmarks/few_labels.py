@@ -103,7 +103,7 @@ def common_options(args, size: dict, work: str) -> list[str]:
         "--validation_limit", str(size["dev"]), "--seeds", str(size["seeds"]),
         # The demo's few-shot recipe (examples/demo.yaml): a description's first sentence says most of its section.
         "--max_seq_length", "32", "--learning_rate", "3e-4", "--num_train_epochs", str(size["epochs"]),
-        "--per_device_train_batch_size", "16", "--disable_tqdm", "true",
+        "--per_device_train_batch_size", "16", "--keep_models", "none", "--disable_tqdm", "true",
     ]  # fmt: skip
 
 
