@@ -321,7 +321,7 @@ def numbers(entries: list[dict]) -> list[dict]:
     [
         (["--unlabeled_file", "EMPTY", "--uda_weight", "1"], "--unlabeled_file {tmp}/empty.jsonl: the file is empty"),
         (["--unlabeled_file", "MISSING", "--uda_weight", "1"], "--unlabeled_file {tmp}/missing.jsonl: no such file"),
-        (["--unlabeled_file", "TEST", "--uda_weight", "1"], "--unlabeled_file {tmp}/test.jsonl is the test file"),
+        (["--unlabeled_file", "TEST", "--uda_weight", "1"], "--unlabeled_file {tmp}/test.jsonl: the test file"),
         (["--unlabeled_from_train", "--self_training_rounds", "1", "--pseudo_label_threshold", "1.5"],
          "--pseudo_label_threshold 1.5: must be in (0, 1]"),
         (["--unlabeled_from_train", "--self_training_rounds", "1", "--pseudo_label_threshold", "0"],

@@ -113,7 +113,7 @@ def load_unlabeled(task_args, task: Task) -> UnlabeledSource:
         digest = file_sha256(path) if os.path.isfile(path) else None  # (a saved dataset is a directory)
         for name, split in evaluated:
             if digest == split.sha256 and split.held_out is None:  # (a dev split held out shares its file's hash)
-                raise UsageError(f"--unlabeled_file {path} is the {name} file {split.path}: it is never trained on")
+                raise UsageError(f"--unlabeled_file {path}: the {name} file ({split.path}), never trained on")
         stats = PoolStats(path, path)
         for batch in iter_corpus_batches(path, task_args.unlabeled_text_column, (), 4096, check=False):
             for text in batch["text"]:
