@@ -272,7 +272,8 @@ def report(args, size, work, methods, runs, tapt_dir, tapt_timing, started, load
     best = max(compared, key=lambda run: rows[run["name"]]["metrics"][metric]["mean"])
     stats = rows[best["name"]]["metrics"][metric]
     base = rows[runs[0]["name"]]["metrics"][metric]["mean"]
-    verdict = "significant" if stats["significant"] else "not significant"
+    direction = "better" if stats["delta"] > 0 else "worse"
+    verdict = f"significantly {direction}" if stats["significant"] else "not significant"
     lines += [
         "",
         f"Best of the {len(compared)} runs by mean test macro-F1: {best['name']}, {percent(stats['mean'])} against "
