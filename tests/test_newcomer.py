@@ -150,6 +150,15 @@ def test_learning_rate_auto_fine_tunes_the_first_seed_at_each_rate_and_keeps_the
     # The first seed at the chosen rate is the sweep's run at that rate: the same draw, head and data order.
     chosen = next(c for c in sweep["candidates"] if c["learning_rate"] == sweep["chosen"])
     assert results["seeds"][0]["dev"] == chosen["dev"]
+    # Another run takes the rate from the sweep file alone (no second sweep); a rate given beside it is refused.
+    again, file = tmp_path / "again", str(out / "learning_rate_sweep.json")
+    argv = finetune_args(tiny_bert, files, again, "--learning_rate_sweep", file)
+    del argv[argv.index("--learning_rate") : argv.index("--learning_rate") + 2]  # the helpers' own rate
+    assert main(["finetune", *argv]) == 0
+    assert json.loads((again / "results.json").read_text())["learning_rate"] == sweep["chosen"]
+    assert not (again / "learning_rate_sweep.json").exists()
+    argv = finetune_args(tiny_bert, files, tmp_path / "both", "--learning_rate", "1e-4", "--learning_rate_sweep", file)
+    assert main(["finetune", *argv]) == 2
 
 
 def test_an_experiment_sweeps_the_rate_once_on_the_baseline_model(tiny_bert, tmp_path):

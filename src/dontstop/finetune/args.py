@@ -13,6 +13,7 @@ from ..tasks import Task
 from .methods import ADVERSARIES
 
 KEEP_MODELS = ("best", "all", "none")
+LEARNING_RATE_DEFAULT = "2e-5"  # the paper's, for RoBERTa-base
 
 
 @dataclass
@@ -149,7 +150,7 @@ class FinetuningArguments(AdapterArguments, AveragingArguments, RobertaRecipe):
     # The paper's fine-tuning learning rate and batch size (it follows RoBERTa's GLUE recipe). Its rate was set for
     # RoBERTa-base; a small encoder (MiniLM: 28% accuracy at 2e-5 where 2e-4 reached 64%) wants another: auto.
     learning_rate: str = field(
-        default="2e-5",
+        default=LEARNING_RATE_DEFAULT,
         metadata={"bounds": "[0, inf)",
                   "help": "Peak learning rate, or auto: fine-tune the first seed at each of "
                   "--learning_rate_candidates, keep the rate best on dev (recorded in results.json) for every seed. "
@@ -161,8 +162,8 @@ class FinetuningArguments(AdapterArguments, AveragingArguments, RobertaRecipe):
     )
     learning_rate_sweep: str | None = field(
         default=None,
-        metadata={"help": "With --learning_rate auto: the learning_rate_sweep.json of an earlier sweep (dontstop "
-                  "lr-sweep, or a finetune run) to take the rate from instead of sweeping again.", "path": "file"},
+        metadata={"help": "The learning_rate_sweep.json of an earlier sweep (dontstop lr-sweep, or a finetune run "
+                  "with --learning_rate auto) to take the rate from (implies --learning_rate auto).", "path": "file"},
     )  # fmt: skip
     per_device_train_batch_size: int = field(
         default=16, metadata={"bounds": "[1, inf)", "help": "Training batch size per device."}
@@ -197,8 +198,13 @@ class FinetuningArguments(AdapterArguments, AveragingArguments, RobertaRecipe):
     )
 
     def __post_init__(self):
-        # --learning_rate auto: a placeholder rate until the sweep (sweep.py) sets the chosen one.
+        # --learning_rate auto: a placeholder rate until the sweep (sweep.py) sets the chosen one. A sweep file
+        # given alone means auto: its rate is what the user asked for.
         self.learning_rate_auto = str(self.learning_rate).strip().lower() == "auto"
+        if self.learning_rate_sweep and not self.learning_rate_auto:
+            if str(self.learning_rate) != LEARNING_RATE_DEFAULT:
+                raise ValueError(f"--learning_rate {self.learning_rate} and --learning_rate_sweep: give one of them")
+            self.learning_rate_auto = True
         try:
             self.learning_rate = 2e-5 if self.learning_rate_auto else float(self.learning_rate)
         except ValueError:
