@@ -14,9 +14,9 @@ from ..errors import UsageError
 from ..models import load_config, load_pretrained, load_tokenizer, read_adapter, resolve_model_path, tokenizer_source
 from ..outputs import check_output_dir, write_json
 from ..records import FinetuneResults, SeedResult
-from ..scoring import METRICS, aggregate
+from ..scoring import CLASS_METRICS, METRICS, aggregate
 from ..tasks import Encoded, Task, encode, load_task, stratified_sample
-from .args import FinetuningArguments, TaskArguments, selection_metric, validate
+from .args import FinetuningArguments, TaskArguments, check_task_options, selection_metric, validate
 from .card import results_table, write_finetune_readme
 from .resume import CONFIG_FILE, check_resumable, fingerprint, finished_seed, resolved_config
 from .seeds import averaging_summary, run_seed
@@ -117,7 +117,7 @@ def read_task(task_args: TaskArguments, args: FinetuningArguments) -> Task:
     if task_args.validation_limit:
         # A fixed draw (seed 0), so every seed and every run being compared is scored on the same dev examples.
         task.dev = task.dev.subset(stratified_sample(task.dev.labels, task_args.validation_limit, seed=0))
-    selection_metric(task, args)  # an unknown metric fails now, not after the first epoch
+    check_task_options(task, args)
     return task
 
 
@@ -137,7 +137,7 @@ def collect(
     task: Task, task_args, args, records: list[SeedResult], encoded, max_length: int, adapter
 ) -> FinetuneResults:
     metric_names = list(METRICS[task.task_type])
-    return FinetuneResults(
+    results = FinetuneResults(
         task_type=task.task_type,
         model=task_args.model_name_or_path,
         labels=task.labels,
@@ -156,7 +156,17 @@ def collect(
         },
         averaging=averaging_summary(records, metric_names),
         adapter=adapter,
+        imbalance=args.imbalance(),
     )
+    results.per_class = {
+        split: {
+            name: {m: aggregate(results.class_values(split, name, m)) for m in CLASS_METRICS}
+            for name in results.classes(split)
+        }
+        for split in results.aggregate
+        if results.classes(split)
+    } or None
+    return results
 
 
 def run_finetune(task_args: TaskArguments, args: FinetuningArguments) -> FinetuneResults:
