@@ -35,6 +35,7 @@ STAGES = {
     "vocab": ("dontstop.vocab", "extend a model's vocabulary with mined words (new rows = mean of their old pieces)"),
     "preview": ("dontstop.preview", "show a corpus masked as pretrain would mask it (units, rate, unit lengths)"),
     "finetune": ("dontstop.finetune", "fine-tune a checkpoint on a labelled task over seeds: dev/test mean ± std"),
+    "clean": ("dontstop.clean", "find likely label errors in a training file (confident learning, out of fold)"),
     "compare": ("dontstop.compare", "compare finetune runs: mean ± std, deltas and Welch's t-test against the first"),
     "run": ("dontstop.experiment", "an experiment: arms (baseline, DAPT, TAPT, ...) fine-tuned over seeds, a report"),
     "demo": ("dontstop.demo", "the embedded demo experiment (examples/demo.yaml): the same as `dontstop run`"),

@@ -188,6 +188,29 @@ class FinetuneResults(Record):
         return (self.test_file if split == "test" else self.validation_file) or {}
 
 
+@dataclass
+class LabelIssues(Record):
+    """`clean.json` of `dontstop clean`: the examples whose given label looks wrong, in all and per class (the
+    examples themselves are in `label_issues.jsonl`)."""
+
+    FILE: ClassVar[str] = "clean.json"
+    OMIT_NONE: ClassVar[bool] = True
+
+    mode: str  # embed or finetune: how the out-of-fold probabilities were made
+    train_file: dict  # {"path", "sha256", "examples"}
+    labels: list[str]  # the columns of probabilities.npy
+    folds: int
+    issues: int  # examples flagged
+    model: str | None = None
+    filter_by: str | None = None
+    out_of_fold: dict | None = None  # {"accuracy", "macro_f1"} of the out-of-fold predictions against the given labels
+    per_class: dict | None = None  # class -> {"examples", "flagged", "estimated_issues", "noise", "inverse_noise"}
+    cleaned_file: str | None = None  # with --write_clean
+    cleaned: dict | None = None  # {"action", "examples", "removed", "relabelled"}
+    seconds: dict | None = None
+    settings: dict | None = None
+
+
 # --- selection, mining, similarity, held-out splits, LM evaluation ----------------------------------------------
 
 
