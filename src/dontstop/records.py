@@ -387,6 +387,7 @@ class ArmSummary(Record):
     weights: str = "raw"
     budget: list[BudgetPoint] = field(default_factory=list)  # snapshots before the end of its pretraining
     sizes: list[SizePoint] = field(default_factory=list)
+    clean_dir: str | None = None  # the clean stage whose cleaned training file it fine-tuned on
 
 
 @dataclass

@@ -24,9 +24,13 @@ def embed_texts(split, model: str, batch_size: int, max_length: int) -> np.ndarr
 
     embedder = ModelEmbedder(model, batch_size, max_length)
     texts = split.texts if split.pairs is None else [f"{a} {b}" for a, b in zip(split.texts, split.pairs, strict=True)]
-    chunks = range(0, len(texts), CHUNK)
-    parts = [embedder.embed(texts[i : i + CHUNK]) for i in tqdm(chunks, desc="embedding", unit="chunk", leave=False)]
-    return np.concatenate(parts)
+    # Longest first over the whole file, so every batch holds texts of about one length: little padding.
+    order = np.argsort([-len(t) for t in texts], kind="stable")
+    vectors = np.zeros((len(texts), embedder.dim), dtype=np.float32)
+    for start in tqdm(range(0, len(texts), CHUNK), desc="embedding", unit="chunk", leave=False):
+        chosen = order[start : start + CHUNK]
+        vectors[chosen] = embedder.embed([texts[i] for i in chosen])
+    return vectors
 
 
 def out_of_fold(split, label_ids: np.ndarray, folds: np.ndarray, labels: list[str], args, train_args) -> np.ndarray:
