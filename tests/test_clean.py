@@ -13,10 +13,15 @@ from helpers import flipped_task, write_rows
 
 from dontstop.cli import main
 
+# The tiny random model's sentence vectors differ little between the classes: a weakly regularised regression
+# separates them (MiniLM's need no such help).
+TOY_C = "100"
+
 
 def clean(model, train, out, *extra) -> int:
     return main(["clean", "--train_file", str(train), "--model_name_or_path", model, "--output_dir", str(out),
-                 "--folds", "4", "--max_seq_length", "32", "--disable_tqdm", "true", *extra])  # fmt: skip
+                 "--folds", "4", "--max_seq_length", "32", "--logistic_c", TOY_C, "--disable_tqdm", "true",
+                 *extra])  # fmt: skip
 
 
 def digest(path) -> str:
@@ -106,7 +111,20 @@ def test_the_python_api_returns_the_record(tiny_bert, tmp_path):
 
     train = write_rows(tmp_path / "train.jsonl", flipped_task(40, seed=0))
     record = dontstop.run_clean(
-        train_file=train, model_name_or_path=tiny_bert, folds=4, max_seq_length=32, output_dir=str(tmp_path / "out")
+        train_file=train,
+        model_name_or_path=tiny_bert,
+        folds=4,
+        max_seq_length=32,
+        logistic_c=float(TOY_C),
+        output_dir=str(tmp_path / "out"),
     )
     assert record.issues >= 1 and record.out_of_fold["accuracy"] > 0.8 and record.cleaned_file is None
-    assert not (tmp_path / "out" / "cleaned.jsonl").exists()
+    assert record.out_of_fold["log_loss"] > 0 and not (tmp_path / "out" / "cleaned.jsonl").exists()
+    # --max_issues keeps the most suspect: a count, or a share of the examples
+    for cap, kept in ((1, 1), (0.05, 2)):
+        out = tmp_path / f"capped-{cap}"
+        record = dontstop.run_clean(train_file=train, model_name_or_path=tiny_bert, folds=4, max_seq_length=32,
+                                    logistic_c=float(TOY_C), max_issues=cap, output_dir=str(out))  # fmt: skip
+        assert record.issues == min(kept, record.found)
+        issues = [json.loads(line) for line in (out / "label_issues.jsonl").open()]
+        assert len(issues) == record.issues and issues[0]["line"] == 8

@@ -201,9 +201,10 @@ class LabelIssues(Record):
     labels: list[str]  # the columns of probabilities.npy
     folds: int
     issues: int  # examples flagged
+    found: int | None = None  # examples confident learning flagged, before --max_issues kept the most suspect
     model: str | None = None
     filter_by: str | None = None
-    out_of_fold: dict | None = None  # {"accuracy", "macro_f1"} of the out-of-fold predictions against the given labels
+    out_of_fold: dict | None = None  # {"accuracy", "macro_f1", "log_loss"} of the out-of-fold predictions
     per_class: dict | None = None  # class -> {"examples", "flagged", "estimated_issues", "noise", "inverse_noise"}
     cleaned_file: str | None = None  # with --write_clean
     cleaned: dict | None = None  # {"action", "examples", "removed", "relabelled"}

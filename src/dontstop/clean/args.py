@@ -70,6 +70,14 @@ class CleanArguments:
         metadata={"help": "cleanlab's rule for which examples are issues (find_label_issues).",
                   "choices": list(FILTERS)},
     )  # fmt: skip
+    max_issues: float | None = field(
+        default=None,
+        metadata={
+            "help": "Flag at most this many examples, the most suspect: a share of the file if below 1, else a count. "
+            "Default: every example confident learning flags (with a weak model, many of them are hard cases, not "
+            "errors; see README.md).",
+        },
+    )
     write_clean: bool = field(
         default=False,
         metadata={"help": "Also write a cleaned copy of the file, OUTPUT_DIR/cleaned.EXT (the input stays as it is)."},
@@ -107,6 +115,8 @@ def validate(args: CleanArguments, train_args) -> None:
         raise UsageError(f"--max_seq_length {args.max_seq_length}: must be at least 3")
     if args.top < 0:
         raise UsageError(f"--top {args.top}: must be 0 or more")
+    if args.max_issues is not None and args.max_issues <= 0:
+        raise UsageError(f"--max_issues {args.max_issues}: must be positive (a share below 1, or a count)")
 
 
 def read_examples(args: CleanArguments) -> tuple[TaskSplit, list[str]]:

@@ -57,17 +57,26 @@ def readme(record: LabelIssues, rows: list[dict], top: int) -> str:
         "finetune": f"`{record.model}` fine-tuned on the other folds (`folds/`)",
     }[record.mode]
     quality = record.out_of_fold or {}
+    found = record.found if record.found is not None else flagged
+    kept = f"; the {flagged:,} most suspect are kept (`--max_issues`)" if found != flagged else ""
     lines = [
         f"# Label issues in `{record.train_file['path']}`",
         "",
         f"{n:,} examples, {len(record.labels)} classes. Each example's class probabilities come from {how}, trained "
         f"without it ({record.folds}-fold, stratified). Confident learning (cleanlab, `filter_by="
-        f"{record.filter_by}`) flags **{flagged:,}** of them ({100 * flagged / n:.1f}%), ranked by self-confidence: "
-        "the probability given to the label the file gives, lowest first.",
+        f"{record.filter_by}`) flags {found:,} of them ({100 * found / n:.1f}%){kept}: **{flagged:,} flagged**, "
+        "ranked by self-confidence, the probability given to the label the file gives, lowest first.",
         "",
         f"Out of fold, the model agrees with the given labels on {100 * quality.get('accuracy', 0):.1f}% of the "
-        f"examples (macro-F1 {100 * quality.get('macro_f1', 0):.1f}%): the weaker it is, the more of the flags are "
-        "its own mistakes rather than the file's.",
+        f"examples (macro-F1 {100 * quality.get('macro_f1', 0):.1f}%, log-loss {quality.get('log_loss', 0):.2f}): "
+        "the weaker it is, the more of the flags are its own mistakes, or classes that overlap, rather than wrong "
+        "labels."
+        + (
+            " A fifth of the file or more is flagged: read the top of the list, and keep only the most suspect "
+            "(`--max_issues 0.05` keeps the worst 5%) before removing anything."
+            if not kept and found >= 0.2 * n
+            else ""
+        ),
         "",
         f"## The {min(top, flagged)} most suspect",
         "",

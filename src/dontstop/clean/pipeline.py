@@ -43,7 +43,7 @@ def run_clean(args: CleanArguments, train_args) -> LabelIssues:
     mode = importlib.import_module(f"{__package__}.{args.mode}")
     probabilities = mode.out_of_fold(split, label_ids, folds, labels, args, train_args)
     predicted = time.time()
-    ranked, per_class = confident_learning(label_ids, probabilities, labels, args.filter_by)
+    ranked, found, per_class = confident_learning(label_ids, probabilities, labels, args.filter_by, args.max_issues)
     rows = issue_rows(split, label_ids, probabilities, labels, ranked)
     record = LabelIssues(
         mode=args.mode,
@@ -51,11 +51,17 @@ def run_clean(args: CleanArguments, train_args) -> LabelIssues:
         labels=labels,
         folds=args.folds,
         issues=len(ranked),
+        found=found,
         model=args.model_name_or_path,
         filter_by=args.filter_by,
         out_of_fold=out_of_fold_scores(label_ids, probabilities, labels),
         per_class=per_class,
-        settings={"seed": train_args.seed, "max_seq_length": args.max_seq_length, "logistic_c": args.logistic_c},
+        settings={
+            "seed": train_args.seed,
+            "max_seq_length": args.max_seq_length,
+            "logistic_c": args.logistic_c,
+            "max_issues": args.max_issues,
+        },
     )
     relabel = args.clean_action == "relabel"
     changes = {int(i): row["suggested_label"] if relabel else None for i, row in zip(ranked, rows, strict=True)}
