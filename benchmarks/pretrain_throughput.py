@@ -67,7 +67,8 @@ def write_subset(source: str, target: str, max_docs: int) -> int:
 
 
 def training_args(cls, cfg: dict, output_dir: str, **extra):
-    return cls(
+    """The Trainer settings both sides share; `extra` adds or overrides."""
+    settings = dict(
         output_dir=output_dir,
         max_steps=cfg["steps"],
         per_device_train_batch_size=cfg["batch_size"],
@@ -80,8 +81,8 @@ def training_args(cls, cfg: dict, output_dir: str, **extra):
         disable_tqdm=True,
         dataloader_num_workers=0,
         include_num_input_tokens_seen="non_padding",
-        **extra,
     )
+    return cls(**{**settings, **extra})
 
 
 def run_hf(cfg: dict, work: str, callback):

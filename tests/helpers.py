@@ -10,7 +10,18 @@ import random
 import torch
 from conftest import WORDS, synthetic_documents, write_jsonl
 from safetensors.torch import load_file
-from transformers import AutoModelForMaskedLM, AutoTokenizer, TrainerCallback
+from transformers import (
+    AlbertConfig,
+    AutoModelForMaskedLM,
+    AutoTokenizer,
+    BertConfig,
+    DebertaV2Config,
+    DistilBertConfig,
+    ModernBertConfig,
+    RobertaConfig,
+    TrainerCallback,
+    XLMRobertaConfig,
+)
 
 # --- fine-tuning ------------------------------------------------------------------------------------------------
 
@@ -80,6 +91,36 @@ def run_cli(*args) -> int:
     from dontstop.cli import main
 
     return main(["finetune", *args])
+
+
+# --- masked LMs of every architecture with a masked-only head --------------------------------------------------
+
+VOCAB = 97
+COMMON = dict(
+    vocab_size=VOCAB,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=64,
+    max_position_embeddings=64,
+    pad_token_id=0,
+)
+
+TINY_CONFIGS = {
+    "bert": lambda: BertConfig(**COMMON),
+    "roberta": lambda: RobertaConfig(**{**COMMON, "max_position_embeddings": 70}, bos_token_id=1, eos_token_id=2),
+    "xlm-roberta": lambda: XLMRobertaConfig(
+        **{**COMMON, "max_position_embeddings": 70}, bos_token_id=1, eos_token_id=2
+    ),
+    "distilbert": lambda: DistilBertConfig(
+        vocab_size=VOCAB, dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=64, pad_token_id=0
+    ),
+    "deberta-v2": lambda: DebertaV2Config(
+        **COMMON, relative_attention=True, position_buckets=8, pos_att_type=["p2c", "c2p"]
+    ),
+    "modernbert": lambda: ModernBertConfig(**COMMON, global_attn_every_n_layers=1, local_attention=16),
+    "albert": lambda: AlbertConfig(**COMMON, embedding_size=16),
+}
 
 
 # --- pretraining ------------------------------------------------------------------------------------------------

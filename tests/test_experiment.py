@@ -140,7 +140,7 @@ def test_interrupted_run_resumes_finished_seeds_and_redoes_unfinished_stages(tin
     monkeypatch.setattr(experiment, "run_stage", real)
     from dontstop.finetune import run_finetune
 
-    run_finetune(*plan.arms[0].finetune.arguments(out, seeds="42"))
+    run_finetune(*plan.arms[0].finetune.arguments(out, seeds="42,"))  # the seed 42 alone, not 42 seeds
     first = json.load(open(os.path.join(finetune, "seed-42", "result.json")))
     summary = run_experiment(load_experiment(path, out))
     assert ran_stages(summary) == {"finetune baseline"}

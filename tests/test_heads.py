@@ -4,48 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import (
-    AlbertConfig,
-    AutoModelForMaskedLM,
-    BertConfig,
-    DebertaV2Config,
-    DistilBertConfig,
-    GPT2Config,
-    LlamaConfig,
-    ModernBertConfig,
-    RobertaConfig,
-    XLMRobertaConfig,
-)
+from helpers import TINY_CONFIGS, VOCAB
+from torch import nn
+from transformers import AutoModelForMaskedLM, BertConfig, GPT2Config, LlamaConfig, RobertaConfig
 
 from dontstop.heads import MLM_HEADS, masked_lm_loss_sum, use_masked_only_head
 from dontstop.models import infer_objective
 
-VOCAB = 97
-COMMON = dict(
-    vocab_size=VOCAB,
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    intermediate_size=64,
-    max_position_embeddings=64,
-    pad_token_id=0,
-)
-
-CONFIGS = {
-    "bert": lambda: BertConfig(**COMMON),
-    "roberta": lambda: RobertaConfig(**{**COMMON, "max_position_embeddings": 70}, bos_token_id=1, eos_token_id=2),
-    "xlm-roberta": lambda: XLMRobertaConfig(
-        **{**COMMON, "max_position_embeddings": 70}, bos_token_id=1, eos_token_id=2
-    ),
-    "distilbert": lambda: DistilBertConfig(
-        vocab_size=VOCAB, dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=64, pad_token_id=0
-    ),
-    "deberta-v2": lambda: DebertaV2Config(
-        **COMMON, relative_attention=True, position_buckets=8, pos_att_type=["p2c", "c2p"]
-    ),
-    "modernbert": lambda: ModernBertConfig(**COMMON, global_attn_every_n_layers=1, local_attention=16),
-    "albert": lambda: AlbertConfig(**COMMON, embedding_size=16),
-}
+CONFIGS = TINY_CONFIGS
 
 
 def batch(seed=0):
@@ -84,6 +50,28 @@ def test_masked_only_head_matches_standard_path(model_type):
         torch.testing.assert_close(grad, standard_grads[name], rtol=1e-5, atol=1e-7, msg=name)
     restore()
     torch.testing.assert_close(model(**inputs).loss, standard)  # the model's own forward is back
+
+
+def test_gathering_precomputed_positions_is_bitwise_the_boolean_gather():
+    """The masked-only head gathers positions computed before the call (so a compiled forward has no data-dependent
+    shape): loss and gradients are those of `hidden[labels != -100]`, the gather it replaced, bit for bit."""
+    torch.manual_seed(0)
+    model = AutoModelForMaskedLM.from_config(CONFIGS["bert"]()).eval()
+    inputs = batch(2)
+    labels = inputs["labels"]
+    hidden = model.base_model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])[0]
+    selected = labels != -100
+    loss = nn.functional.cross_entropy(model.cls(hidden[selected]).float(), labels[selected], reduction="sum")
+    loss.backward()
+    before = {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    restore = use_masked_only_head(model, MLM_HEADS["bert"])
+    loss_sum, _, _ = masked_lm_loss_sum(model, inputs, masked_only=True)
+    loss_sum.backward()
+    assert torch.equal(loss_sum, loss)
+    for name, grad in before.items():
+        assert torch.equal(model.get_parameter(name).grad, grad), name
+    restore()
 
 
 def test_unregistered_architecture_uses_the_full_forward():

@@ -212,6 +212,21 @@ def test_headless_checkpoint_warms_up_the_new_head_alone(tiny_bert_headless, cor
     )
 
 
+def test_a_short_head_warmup_trains_at_its_own_rate_then_the_run_schedule_starts(tiny_bert_headless, corpus, tmp_path):
+    out = str(tmp_path / "out")
+    schedule = ["--learning_rate", "1e-4", "--head_warmup_learning_rate", "1e-3", "--warmup_steps", "0"]
+    metrics = run(*pretrain_args(tiny_bert_headless, corpus, out, "--max_steps", "20", "--logging_steps", "1",
+                                 *schedule))  # fmt: skip
+    assert metrics["head_warmup"]["steps"] == 10  # derived 2 (10% of 20), raised to the minimum
+    rates = [e["learning_rate"] for e in metrics["history"] if "learning_rate" in e]
+    # The rate each logged step trained at: the warm-up ramps 1e-3 up from above 0 over its first step, holds it,
+    # then the run's own linear decay starts at 1e-4 over the 10 steps left.
+    assert rates[0] == pytest.approx(5e-4) and rates[1:10] == pytest.approx([1e-3] * 9)
+    assert rates[10:] == pytest.approx([1e-4 * (10 - k) / 10 for k in range(10)])
+    warm = metrics["head_warmup"]["eval_after_warmup"]["eval_validation_loss"]
+    assert warm < metrics["before"]["eval_validation_loss"] - 0.01  # the warm-up moved the head
+
+
 def test_streaming_blocks_are_the_same_whatever_the_worker_count(tiny_bert, corpus):
     from transformers import AutoTokenizer
 
@@ -281,6 +296,8 @@ def test_head_warmup_default_is_derived():
     assert derived_head_warmup_steps(None, 1000) == 100
     assert derived_head_warmup_steps(None, 100_000) == 500
     assert derived_head_warmup_steps(None, 3) == 1
+    assert derived_head_warmup_steps(None, 40) == 10  # 4, raised to the minimum
+    assert derived_head_warmup_steps(3, 12) == 6  # raised, but never past half the run
     assert derived_head_warmup_steps(0, 1000) == 0
 
 

@@ -120,3 +120,56 @@ def test_cache_never_serves_a_file_rewritten_with_the_same_size_and_time(tiny_be
     after = tokenize_corpus(str(path), tokenizer)
     assert after.ids.tolist() == tokenizer("the daemon reads config", add_special_tokens=False)["input_ids"]
     assert after.ids.tolist() != before.ids.tolist()
+
+
+def spread_stream(corpus: TokenizedCorpus, framing: Framing, column: str = "input_ids") -> np.ndarray:
+    """The packed stream as it used to be built: every document, then the separator (-1 in boundary columns); with a
+    suffix the last separator dropped."""
+    values = corpus.ids if column == "input_ids" else corpus.columns[column]
+    filler = framing.separator if column == "input_ids" else -1
+    parts = [np.append(values[corpus.offsets[d] : corpus.offsets[d + 1]], filler) for d in range(corpus.num_documents)]
+    stream = np.concatenate(parts).astype(np.int32)
+    return stream[:-1] if framing.suffix else stream
+
+
+@pytest.mark.parametrize("framing", [BERT_FRAMING, GPT_FRAMING])
+@pytest.mark.parametrize("max_seq_length", [5, 8, 13])
+def test_blocks_read_on_demand_are_the_stream_cut_into_blocks(framing, max_seq_length):
+    """Blocks read from the (memory-mapped) arrays are exactly the slices of the stream they replace."""
+    corpus = toy_corpus([5, 7, 1, 3, 11, 2])
+    corpus.columns["word_ids"] = np.arange(corpus.num_tokens, dtype=np.int32) // 2
+    blocks = PackedBlocks(corpus, framing, max_seq_length)
+    content = max_seq_length - framing.overhead
+    for column in ("input_ids", "word_ids"):
+        stream = spread_stream(corpus, framing, column)
+        assert len(blocks) == -(-len(stream) // content)
+        for i in range(len(blocks)):
+            inner = blocks[i][column][len(framing.prefix) : len(blocks[i][column]) - len(framing.suffix)]
+            assert inner.dtype == np.int32
+            np.testing.assert_array_equal(inner, stream[i * content : (i + 1) * content])
+
+
+def test_blocks_with_documents_say_where_each_document_starts():
+    corpus = toy_corpus([5, 7, 3, 11])
+    blocks = PackedBlocks(corpus, BERT_FRAMING, max_seq_length=12, documents=True)
+    assert "segments" not in PackedBlocks(corpus, BERT_FRAMING, max_seq_length=12)[0]
+    # the stream: 100..104 [SEP] 105..111 [SEP] 112..114 [SEP] 115..125, ten tokens a block
+    assert blocks[0]["input_ids"].tolist() == [2, 100, 101, 102, 103, 104, 3, 105, 106, 107, 108, 3]
+    assert blocks[0]["segments"].tolist() == [0, 7]  # [CLS] + the first document + its [SEP] | the second
+    assert blocks[1]["input_ids"].tolist() == [2, 109, 110, 111, 3, 112, 113, 114, 3, 115, 116, 3]
+    assert blocks[1]["segments"].tolist() == [0, 5, 9]
+    assert blocks[3]["segments"].tolist() == [0]  # the tail of the last document, alone
+
+
+def test_streamed_and_packed_blocks_start_a_document_after_every_separator(tiny_bert, corpus):
+    from dontstop.tokenization import StreamingBlocks
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    framing = Framing.from_tokenizer(tokenizer)
+    packed = PackedBlocks(tokenize_corpus(corpus, tokenizer), framing, 32, documents=True)
+    streamed = list(StreamingBlocks([corpus], tokenizer, framing, 32, batch_size=4, documents=True))
+    for item in [packed[i] for i in range(len(packed))] + streamed:
+        ids = item["input_ids"]
+        after_separators = np.flatnonzero(ids[:-2] == framing.separator) + 1  # the suffix starts no document
+        assert item["segments"].tolist() == [0, *after_separators.tolist()]
+    assert max(len(item["segments"]) for item in streamed) > 1

@@ -36,14 +36,14 @@ __all__ = [*API, "run_experiment", "load_experiment"]
 
 def _stage_function(name: str, stage: str):
     def run(*arguments, **options):
-        from .config import build_arguments, stage_module
+        from .config import build_arguments, run_stage, stage_module
 
         module = stage_module(stage)
         if arguments and options:
             raise TypeError(f"{name}: give the argument dataclasses or keyword options, not both")
         if not arguments:
             arguments = build_arguments(module.ARGUMENTS, options, f"dontstop.{name}")
-        return module.run(*arguments)
+        return run_stage(module, arguments)
 
     run.__name__ = run.__qualname__ = name
     run.__doc__ = f"`dontstop {stage}`: its argument dataclasses in order, or its options as keywords; its record."

@@ -6,8 +6,8 @@ of the parameters, evaluated beside the raw weights.
     dontstop finetune ... --swa_start 0.5
 
 Both keep a `torch.optim.swa_utils.AveragedModel` of the parameters only (buffers such as BERT's integer position
-ids must stay exact), updated in `on_step_end`, after the optimizer step (once per accumulated batch), so each
-update sees new weights.
+ids must stay exact), in fp32 whatever the model's dtype (a bf16 checkpoint trains in bf16), updated in `on_step_end`,
+after the optimizer step (once per accumulated batch), so each update sees new weights.
 
 EMA: after every step avg = d * avg + (1 - d) * w. The decay warms up, d = min(decay, (1 + n) / (10 + n)) after n
 updates, so a short run is not dominated by its first weights (0.999 ** 130 is still 0.88).
@@ -177,6 +177,11 @@ class WeightAverage(TrainerCallback):
         from torch.optim.swa_utils import AveragedModel
 
         self.averaged = AveragedModel(model, multi_avg_fn=self.average_fn(), use_buffers=False)
+        # The average in fp32 whatever the model's dtype: in bf16, (1 - decay) x a change is mostly below one unit of
+        # the last place, and the EMA would stop moving.
+        for param in self.averaged.module.parameters():
+            if param.is_floating_point():
+                param.data = param.data.float()
         self.updates, self.steps = 0, []
         if state is not None and state.global_step > 0:
             self._restore(args, state)
@@ -187,11 +192,9 @@ class WeightAverage(TrainerCallback):
             self.updates += 1
             self.collected(state)
 
-    def on_save(self, args, state, control, **kwargs):
-        from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-
-        folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
-        if self.averaged is None or not state.is_world_process_zero or not os.path.isdir(folder):
+    def save(self, folder: str) -> None:
+        """Write the average into a checkpoint folder, so that a resumed run continues it exactly."""
+        if self.averaged is None:
             return
         saved = {
             "method": self.name,
@@ -201,6 +204,18 @@ class WeightAverage(TrainerCallback):
             "parameters": [p.detach().cpu() for p in self.averaged.module.parameters()],
         }
         torch.save(saved, os.path.join(folder, CHECKPOINT_FILE))
+
+    def on_save(self, args, state, control, **kwargs):
+        # A trainer with atomic checkpoints (checkpoints.py) has saved the average inside the checkpoint already.
+        from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+        folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+        if (
+            state.is_world_process_zero
+            and os.path.isdir(folder)
+            and not os.path.exists(os.path.join(folder, CHECKPOINT_FILE))
+        ):
+            self.save(folder)
 
     def _restore(self, args, state) -> None:
         from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
@@ -266,7 +281,7 @@ class EMACallback(WeightAverage):
     def _average(self, averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged) -> None:
         weight = 1.0 - warmed_up_decay(self.decay, self.updates)
         for a, c in zip(averaged, current, strict=True):
-            a.lerp_(c, weight)
+            a.lerp_(c.to(a.dtype), weight)
 
 
 class SWACallback(WeightAverage):

@@ -12,6 +12,7 @@ import os
 import sys
 
 from .config import STAGES, make_parser, parse_with_config, stage_module
+from .config import run_stage as run
 from .errors import UsageError
 
 __all__ = ["STAGES", "main"]
@@ -31,16 +32,19 @@ def top_level_help() -> str:
 
 
 def setup_logging() -> None:
+    """dontstop's own messages at INFO (or $DONTSTOP_LOG_LEVEL); other libraries' at WARNING and above only: their
+    loaders' chatter (faiss, datasets) is not the user's business."""
     level = os.environ.get("DONTSTOP_LOG_LEVEL", "INFO").upper()
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", level=level)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger().setLevel(max(logging.WARNING, logging.getLevelName(level)))
     logging.getLogger("dontstop").setLevel(level)
 
 
-def run_stage(stage: str, argv: list[str]) -> int:
+def dispatch(stage: str, argv: list[str]) -> int:
     module = stage_module(stage)
     if hasattr(module, "main"):
         return module.main(argv) or 0
-    module.run(*parse_with_config(make_parser(stage), argv))
+    run(module, parse_with_config(make_parser(stage), argv))
     return 0
 
 
@@ -55,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     setup_logging()
     try:
-        return run_stage(stage, rest)
+        return dispatch(stage, rest)
     except UsageError as e:
         print(f"dontstop {stage}: error: {e}", file=sys.stderr)
         return 2

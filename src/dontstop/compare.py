@@ -270,9 +270,9 @@ def evidence_lines(comparison: dict) -> list[str]:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    from .config import HelpFormatter
+    from .config import ArgumentParser, HelpFormatter
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="dontstop compare", description=__doc__.split("\n\n")[0], epilog=EXAMPLES, formatter_class=HelpFormatter
     )
     parser.add_argument("runs", nargs="+", metavar="[NAME=]DIR", help="finetune output directories; first = baseline")

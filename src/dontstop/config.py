@@ -10,7 +10,10 @@ Field metadata the rest of the package reads (besides HfArgumentParser's `help`,
 - `"path"`: the option names files, so an experiment resolves it against its YAML and hashes their content:
   `"file"` (a path), `"named"` (NAME=PATH) or `"model"` (a local directory, or a hub id / pkg:NAME left as is);
 - `"fingerprint"`: `False` for an option that changes where or how fast a stage works, never what it produces;
-  `"run"` for one that changes what a whole run holds (which seeds, what it keeps) but no single seed's result.
+  `"run"` for one that changes what a whole run holds (which seeds, what it keeps) but no single seed's result;
+- `"bounds"`: the interval a number must lie in, as written in mathematics: `"(0, 1]"`, `"[1, inf)"`. Checked when
+  the options are parsed, before anything loads (`check_bounds`); a dataclass lists bounds of fields it inherits
+  from `TrainingArguments` in its `BOUNDS` mapping.
 """
 
 from __future__ import annotations
@@ -46,6 +49,18 @@ def stage_module(name: str):
     return importlib.import_module(STAGES[name][0])
 
 
+def run_stage(module, arguments):
+    """Run a stage with its argument dataclasses, owning its output directory for the while (`outputs.owned`): the
+    one way the command line, `dontstop run` and the Python API call a stage."""
+    import contextlib
+
+    from .outputs import owned
+
+    output_dir = next((a.output_dir for a in arguments if getattr(a, "output_dir", None)), None)
+    with owned(output_dir) if output_dir else contextlib.nullcontext():
+        return module.run(*arguments)
+
+
 def lazy_attribute(package: str, name: str, modules: tuple[str, ...]):
     """`name` from the first of the package's `modules` that has it: a stage package's `__getattr__`, so that its
     slow imports (transformers' Trainer) happen when a name is asked for, not when `--help` runs."""
@@ -60,8 +75,19 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     """Defaults in the option list, examples in the epilog kept as written."""
 
 
+class OneLineErrors:
+    """An argparse parser mixin: a usage error is one line and a pointer to --help, not the whole usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class ArgumentParser(OneLineErrors, argparse.ArgumentParser):
+    """The parser of stages whose command line is not a set of dataclasses (compare, run, demo)."""
+
+
 # Field metadata that is ours, not argparse's (see the module docstring).
-OUR_METADATA = frozenset({"path", "fingerprint"})
+OUR_METADATA = frozenset({"path", "fingerprint", "bounds"})
 
 
 @functools.cache
@@ -72,7 +98,7 @@ def parser_class():
 
     from transformers import HfArgumentParser
 
-    class ArgumentParser(HfArgumentParser):
+    class ArgumentParser(OneLineErrors, HfArgumentParser):
         @staticmethod
         def _parse_dataclass_field(parser, field: dataclasses.Field):
             if OUR_METADATA & set(field.metadata):
@@ -111,6 +137,10 @@ def read_yaml_mapping(path: str, option: str = "", what: str = "keys to values")
             values = yaml.safe_load(f) or {}
     except OSError as e:
         raise UsageError(f"{option}{path}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        with open(path, "rb") as f:
+            line = f.read()[: e.start].count(b"\n") + 1
+        raise UsageError(f"{path}:{line}: invalid UTF-8 (byte {e.start})") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
@@ -141,7 +171,32 @@ def parse_with_config(parser, argv: list[str]):
     parsed = [d for d in parsed if not isinstance(d, argparse.Namespace)]  # holds only --config
     if remaining:
         parser.error(f"unrecognized arguments: {' '.join(remaining)}")
+    check_bounds(parsed)
     return parsed
+
+
+def bounds_of(instance, field: dataclasses.Field) -> str | None:
+    return field.metadata.get("bounds") or getattr(type(instance), "BOUNDS", {}).get(field.name)
+
+
+def check_bounds(instances, where: str = "") -> None:
+    """Every number within the `bounds` of its field; else a UsageError naming the option and the interval."""
+    import math
+    import re
+
+    for instance in instances:
+        for field in dataclasses.fields(instance):
+            interval, value = bounds_of(instance, field), getattr(instance, field.name, None)
+            if interval is None or value is None or isinstance(value, bool):
+                continue
+            opening, low, high, closing = re.fullmatch(r"([\[(])\s*(\S+?)\s*,\s*(\S+?)\s*([\])])", interval).groups()
+            low, high = float(low), float(high)
+            for number in value if isinstance(value, list) else [value]:
+                inside = (number > low or (opening == "[" and number == low)) and (
+                    number < high or (closing == "]" and number == high)
+                )
+                if not inside or (isinstance(number, float) and math.isnan(number)):
+                    raise UsageError(f"{where}--{field.name} {number}: must be in {interval}")
 
 
 def first_line(error: BaseException) -> str:
@@ -166,10 +221,12 @@ def build_arguments(dataclass_types, options: dict, where: str) -> list:
         raise UsageError(f"{where}: unknown option(s) {', '.join(unknown)}")
     converted = {name: convert(actions[name], value, f"{where}: {name}") for name, value in options.items()}
     try:
-        return [dtype(**{k: v for k, v in converted.items() if k in option_fields((dtype,))}) for dtype in
-                dataclass_types]  # fmt: skip
+        built = [dtype(**{k: v for k, v in converted.items() if k in option_fields((dtype,))}) for dtype in
+                 dataclass_types]  # fmt: skip
     except (ValueError, TypeError) as e:  # __post_init__ checks (TrainingArguments) say what is wrong
         raise UsageError(f"{where}: {first_line(e)}") from None
+    check_bounds(built, f"{where}: ")
+    return built
 
 
 @functools.cache

@@ -57,6 +57,14 @@ def corpus_format(path: str) -> str:
     return SUFFIX_BUILDERS[suffix]
 
 
+def require_file(path: str, option: str = "") -> None:
+    """A UsageError unless `path` is a file: "no such file", or "a directory, not a file"."""
+    if os.path.isdir(path):
+        raise UsageError(f"{option}{path}: a directory, not a file")
+    if not os.path.isfile(path):
+        raise UsageError(f"{option}{path}: no such file")
+
+
 def parse_json_line(path: str, lineno: int, line: str) -> dict:
     """One JSON-lines record, or a UsageError naming the file and line."""
     try:
@@ -68,44 +76,105 @@ def parse_json_line(path: str, lineno: int, line: str) -> dict:
     return record
 
 
-def check_corpus_file(path: str, text_column: str, max_lines: int | None = None) -> None:
-    """Raise a `UsageError` naming the file (and line) if the corpus cannot be read as text documents."""
-    if not os.path.exists(path):
-        raise UsageError(f"{path}: no such file or directory")
+def check_corpus_file(path: str, text_column: str, max_lines: int | None = None) -> int | None:
+    """Raise a `UsageError` naming the file (and line) if the corpus cannot be read as text documents; else return
+    how many non-empty documents it holds (None for binary formats, or when only `max_lines` were read)."""
+    if os.path.isdir(path) and corpus_format(path) == "saved":
+        return None
+    require_file(path)
     fmt = corpus_format(path)
-    if fmt in ("saved", "parquet"):
-        return  # binary formats: datasets reports these itself, and the column check happens after loading
+    if fmt == "parquet":
+        return None  # binary: datasets reports a bad file itself, and the column check happens after loading
     if os.path.getsize(path) == 0:
         raise UsageError(f"{path}: the file is empty")
+    if fmt == "json" and first_character(path) == "[":
+        documents = check_json_array(path, text_column)
+    elif fmt == "csv":
+        documents = check_table(path, text_column, max_lines)
+    else:
+        documents = check_lines(path, fmt, text_column, max_lines)
+    if documents == 0:
+        raise UsageError(f"{path}: no documents (every line is empty)")
+    return documents
+
+
+def first_character(path: str) -> str:
+    with open(path, "rb") as f:
+        return f.read(4096).decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n")[:1]
+
+
+def decoded(path: str, lineno: int, raw: bytes) -> str:
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{path}:{lineno}: invalid UTF-8 (byte {e.start})") from None
+    if "\x00" in line:
+        raise UsageError(f"{path}:{lineno}: NUL bytes: a binary file, not text")
+    return line
+
+
+def check_text(path: str, where: str, record: dict, text_column: str) -> bool:
+    """Whether a record holds a non-empty text; a UsageError if it has no such column or holds something else."""
+    if text_column not in record:
+        found = ", ".join(sorted(map(str, record))) or "none"
+        raise UsageError(f"{where}: no text column {text_column!r} (columns: {found})")
+    value = record[text_column]
+    if value is not None and not isinstance(value, str):
+        raise UsageError(f"{where}: {text_column!r} is {type(value).__name__}, not text")
+    return bool(value and value.strip())
+
+
+def check_lines(path: str, fmt: str, text_column: str, max_lines: int | None) -> int | None:
+    """A text file (a document per line) or JSON lines (an object per line)."""
     documents = 0
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, start=1):
             if max_lines is not None and lineno > max_lines:
-                return
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise UsageError(f"{path}:{lineno}: invalid UTF-8 (byte {e.start})") from None
-            if fmt == "json":
-                if not line.strip():
-                    continue
-                record = parse_json_line(path, lineno, line)
-                if text_column not in record:
-                    found = ", ".join(sorted(record)) or "none"
-                    raise UsageError(f"{path}:{lineno}: no text column {text_column!r} (columns: {found})")
-                value = record[text_column]
-                if value is not None and not isinstance(value, str):
-                    raise UsageError(f"{path}:{lineno}: {text_column!r} is {type(value).__name__}, not text")
-                documents += bool(value and value.strip())
-            elif fmt == "csv" and lineno == 1:
-                delimiter = "\t" if path.lower().endswith(".tsv") else ","
-                header = [c.strip().strip('"') for c in line.rstrip("\r\n").split(delimiter)]
-                if text_column not in header:
-                    raise UsageError(f"{path}:1: no text column {text_column!r} (columns: {', '.join(header)})")
-            else:
+                return None
+            line = decoded(path, lineno, raw)
+            if fmt != "json":
                 documents += bool(line.strip())
-    if documents == 0:
-        raise UsageError(f"{path}: no documents (every line is empty)")
+            elif line.strip():
+                documents += check_text(path, f"{path}:{lineno}", parse_json_line(path, lineno, line), text_column)
+    return documents
+
+
+def check_json_array(path: str, text_column: str) -> int:
+    """A .json file holding one array of objects."""
+    with open(path, "rb") as f:
+        text = decoded(path, 1, f.read())
+    try:
+        records = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UsageError(f"{path}:{e.lineno}: malformed JSON ({e.msg})") from None
+    if not all(isinstance(r, dict) for r in records):
+        raise UsageError(f"{path}: expected an array of JSON objects")
+    return sum(check_text(path, f"{path}: record {i}", r, text_column) for i, r in enumerate(records, start=1))
+
+
+def check_table(path: str, text_column: str, max_lines: int | None) -> int | None:
+    """A .csv or .tsv file: a header naming the text column, then rows of as many fields."""
+    import csv
+
+    csv.field_size_limit(1 << 30)
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            decoded(path, lineno, raw)  # invalid UTF-8 and NUL bytes, with their line
+    delimiter = "\t" if path.lower().endswith(".tsv") else ","
+    documents = 0
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f, delimiter=delimiter)
+        header = [c.strip() for c in next(reader, [])]
+        if text_column not in header:
+            raise UsageError(f"{path}:1: no text column {text_column!r} (columns: {', '.join(header)})")
+        column = header.index(text_column)
+        for row in reader:
+            if max_lines is not None and reader.line_num > max_lines:
+                return None
+            if row and len(row) != len(header):
+                raise UsageError(f"{path}:{reader.line_num}: {len(row)} fields, but the header has {len(header)}")
+            documents += bool(row and row[column].strip())
+    return documents
 
 
 def open_dataset(path: str, fmt: str, streaming: bool):

@@ -14,10 +14,11 @@ from __future__ import annotations
 def main(argv: list[str]) -> int:
     import argparse
 
+    from .config import ArgumentParser
     from .experiment import find_demo
     from .experiment import main as run
 
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="dontstop demo",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -72,22 +72,36 @@ def masked_only_head(model: nn.Module) -> Callable[[nn.Module, torch.Tensor], to
     return head
 
 
-def use_masked_only_head(model: nn.Module, head) -> Callable[[], None]:
-    """Make `model(**inputs, labels=...)` return {"loss_sum", "count", "correct"} computed on labelled positions only.
+def labelled_positions(labels: torch.Tensor) -> torch.Tensor:
+    """Flat indices of the labelled positions, in the order `hidden[labels != -100]` takes them.
 
-    The computation is installed as the model's own forward, so a wrapper (DDP, FSDP, DeepSpeed) that calls the model
-    keeps its bookkeeping (gradient synchronisation, unused-parameter detection). Without labels, and after the
-    returned `restore()`, the model behaves as before.
+    Computed before the model is called: inside it, the gather is then an `index_select` whose size is an input's, so
+    a compiled forward (`--torch_compile`) has no data-dependent shape and no graph break (the one recompilation a new
+    size would cause is avoided by marking it dynamic).
+    """
+    positions = (labels.reshape(-1) != -100).nonzero().squeeze(-1)
+    torch._dynamo.maybe_mark_dynamic(positions, 0)
+    return positions
+
+
+def use_masked_only_head(model: nn.Module, head) -> Callable[[], None]:
+    """Make `model(**inputs, labels=..., masked_positions=...)` return {"loss_sum", "count", "correct"} computed on
+    the labelled positions only (`masked_positions`, from `labelled_positions`, is computed from the labels if absent).
+
+    The computation is installed as the model's own forward, so a wrapper (DDP, FSDP, DeepSpeed, torch.compile) that
+    calls the model keeps its bookkeeping (gradient synchronisation, unused-parameter detection). Every other input
+    reaches the encoder unchanged: a 4-D attention mask and position ids (`attention.py`) or flash attention's varlen
+    arguments. Without labels, and after the returned `restore()`, the model behaves as before.
     """
     standard = model.forward
 
-    def forward(*args, labels=None, **kwargs):
+    def forward(*args, labels=None, masked_positions=None, **kwargs):
         if labels is None:
             return standard(*args, **kwargs)
         hidden = model.base_model(*args, **kwargs)[0]
-        selected = labels != -100
-        targets = labels[selected]
-        logits = head(model, hidden[selected])
+        positions = masked_positions if masked_positions is not None else labelled_positions(labels)
+        targets = labels.reshape(-1).index_select(0, positions)
+        logits = head(model, hidden.reshape(-1, hidden.shape[-1]).index_select(0, positions))
         return {
             "loss_sum": nn.functional.cross_entropy(logits.float(), targets, reduction="sum"),
             "count": targets.numel(),
@@ -108,10 +122,10 @@ def masked_lm_loss_sum(model: nn.Module, inputs: dict[str, torch.Tensor], masked
     With `masked_only` the model's forward was replaced by `use_masked_only_head`; otherwise the model's own forward
     computes logits for every position.
     """
-    if masked_only:
-        outputs = model(**inputs)
-        return outputs["loss_sum"], outputs["count"], outputs["correct"]
     labels = inputs["labels"]
+    if masked_only:
+        outputs = model(**inputs, masked_positions=labelled_positions(labels))
+        return outputs["loss_sum"], outputs["count"], outputs["correct"]
     selected = labels != -100
     targets = labels[selected]
     logits = model(**{k: v for k, v in inputs.items() if k != "labels"}).logits[selected]

@@ -147,6 +147,7 @@ class Meter:
         return PretrainTrainer(
             model=lm.model, args=training, train_dataset=train, data_collator=collator,
             processing_class=lm.tokenizer, callbacks=callbacks, objective=lm.objective,
+            head_warmup=(steps, learning_rate) if head_only else None,
         )  # fmt: skip
 
     def train(self, texts: list[list[str]], steps: int, learning_rate: float, head_only: bool) -> None:

@@ -101,7 +101,7 @@ def run_prepare(args: PrepareArguments) -> PreparedData:
             if not paths:
                 continue
             total = sum(1 for _ in texts_of(paths))  # a first pass only counts, so the draw is uniform
-            n = min(args.held_out_documents, total // 10)
+            n = min(args.held_out_documents, max(1, total // 10), total - 1)
             held = set(random.Random(args.seed).sample(range(total), n))
             counts.update(write_split(texts_of(paths), path, f"{corpus}_train", f"{corpus}_heldout", held, total))
         counts.update(write_split(texts_of([args.task_train], args.text_column), path, "task_train"))

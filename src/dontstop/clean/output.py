@@ -27,8 +27,7 @@ def cleaned_text(path: str, split, changes: dict[int, str | None], label_column:
         lines = text.split("\n")
         for i, label in changes.items():
             at = split.lines[i] - 1
-            lines[at] = None if label is None else json.dumps({**json.loads(lines[at]), label_column: label},
-                                                              ensure_ascii=False)  # fmt: skip
+            lines[at] = None if label is None else relabelled(lines[at], label_column, label)
         return "\n".join(line for line in lines if line is not None), counts
     reader = csv.DictReader(io.StringIO(text, newline=""), **csv_dialect(path))
     out = io.StringIO(newline="")
@@ -39,6 +38,15 @@ def cleaned_text(path: str, split, changes: dict[int, str | None], label_column:
             continue
         writer.writerow({**row, label_column: changes[i]} if i in changes else row)
     return out.getvalue(), counts
+
+
+def relabelled(line: str, label_column: str, label: str) -> str:
+    """A JSON line with its label replaced, a number kept a number (the file's labels stay of one type)."""
+    record = json.loads(line)
+    given = record[label_column]
+    numeric = isinstance(given, (int, float)) and not isinstance(given, bool)
+    record[label_column] = type(given)(float(label)) if numeric else label
+    return json.dumps(record, ensure_ascii=False)
 
 
 def shorten(text: str, width: int = 90) -> str:

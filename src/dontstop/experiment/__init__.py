@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..config import ArgumentParser
 from .plan import Plan, find_demo, load_experiment
 from .runner import MARKER, run_experiment
 
@@ -25,7 +26,7 @@ __all__ = ["MARKER", "Plan", "find_demo", "load_experiment", "run_experiment", "
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="dontstop run",
         description=__doc__.split("\n\nThe package:")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,

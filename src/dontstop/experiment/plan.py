@@ -9,12 +9,13 @@ from dataclasses import dataclass, field
 from ..config import option_fields, path_kind
 from ..errors import UsageError
 from . import schema
+from .checks import check_inputs
 from .stages import Named, Ref, Stage, arguments_of, local_inputs
 
 # Keys an arm's chain steps may hold besides the stage's own options.
 CHAIN_KEYS = {"data", "budget"}
 # The task's column options that the clean stage reads the training file with, as fine-tuning does.
-CLEAN_COLUMNS = ("text_column", "text_pair_column", "label_column")
+CLEAN_COLUMNS = ("text_column", "text_pair_column", "label_column", "label_type")
 
 
 @dataclass
@@ -73,7 +74,7 @@ def describe_chain(chain: list[Stage]) -> str:
 
 
 def arm_label(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_+." else "_" for c in name)
+    return "".join(c if c.isalnum() or c in "-_+.@" else "_" for c in name)
 
 
 def planned_steps(options: dict) -> float:
@@ -334,7 +335,7 @@ class Planner:
             label = f"{parent.label.split('.')[0]}+{label}"
         if arm is None:
             label = "base"
-        elif options:
+        elif options and arm != label:
             label = f"{label}.{arm}"
         stage = Stage(
             "pretrain", arm_label(label), resolved, planned_steps(resolved), local_inputs("pretrain", resolved)
@@ -401,6 +402,7 @@ def load_experiment(path: str, output_dir: str | None = None) -> Plan:
     """The plan of the experiment in the YAML file `path` (its output directory overridden by `output_dir`)."""
     reader = schema.Reader(path)
     experiment = schema.read_experiment(path, output_dir, reader)
+    check_inputs(experiment, reader)
     return Planner(experiment, reader).plan()
 
 

@@ -14,9 +14,10 @@ import shutil
 import sys
 import time
 
+from ..config import run_stage as run
 from ..config import stage_module
 from ..errors import UsageError
-from ..outputs import write_json
+from ..outputs import owned, write_json
 from .plan import Plan
 from .stages import Stage, resolve
 from .summary import summarize
@@ -51,7 +52,7 @@ def run_stage(stage: Stage, root: str) -> None:
             overrides = {}
     if stage.kind == "pretrain":
         overrides.setdefault("data_cache_dir", os.path.join(root, "cache"))
-    module.run(*stage.arguments(root, **overrides))
+    run(module, stage.arguments(root, **overrides))
 
 
 class Progress:
@@ -136,8 +137,23 @@ def run_experiment(plan: Plan | str, output_dir: str | None = None, only_plan: b
     if only_plan:
         return None
     check_output_root(root)
-    os.makedirs(root, exist_ok=True)
-    write_json(os.path.join(root, "dontstop_config.json"), plan.settings)
+    with owned(root, "output_dir"):
+        os.makedirs(root, exist_ok=True)
+        write_json(os.path.join(root, "dontstop_config.json"), plan.settings)
+        run_stages(plan, done, progress)
+        summary = summarize(plan, done, time.time() - progress.started)
+        summary.save(root)
+        from ..report import results_table, write_report
+
+        written = write_report(summary, root)
+    print("\n" + results_table(summary, written["comparison"]))
+    print(f"\nReport: {written['html']} (and report.md beside it)")
+    return summary
+
+
+def run_stages(plan: Plan, done: dict, progress: Progress) -> None:
+    """Every stage not in `done`, in order, each finished by its marker (added to `done`)."""
+    root = plan.output_dir
     pending = [s for s in plan.stages if s.key not in done]
     for i, stage in enumerate(plan.stages, start=1):
         if stage.key in done:
@@ -148,17 +164,8 @@ def run_experiment(plan: Plan | str, output_dir: str | None = None, only_plan: b
         run_stage(stage, root)
         seconds = round(time.time() - started, 1)
         marker = {"key": stage.key, "kind": stage.kind, "label": stage.label, "wall_seconds": seconds}
-        marker["options"] = json.loads(
-            json.dumps({k: resolve(v, root) for k, v in stage.options.items()}, default=str)
-        )
+        options = {k: resolve(v, root) for k, v in stage.options.items()}
+        marker["options"] = json.loads(json.dumps(options, default=str))
         write_json(os.path.join(stage.directory(root), MARKER), marker)
         done[stage.key] = {**marker, "ran_now": True}
         progress.learn(stage, seconds)
-    summary = summarize(plan, done, time.time() - progress.started)
-    summary.save(root)
-    from ..report import results_table, write_report
-
-    written = write_report(summary, root)
-    print("\n" + results_table(summary, written["comparison"]))
-    print(f"\nReport: {written['html']} (and report.md beside it)")
-    return summary

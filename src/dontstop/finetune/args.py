@@ -57,10 +57,23 @@ class TaskArguments:
     label_separator: str = field(
         default=",", metadata={"help": "multi_label in csv/tsv: the separator between the labels of a cell."}
     )
+    allow_unknown_tokens: bool = field(
+        default=False,
+        metadata={"help": "Train even when most tokens of the first batch are the tokenizer's unknown token."},
+    )
+    label_type: str = field(
+        default="auto",
+        metadata={
+            "help": 'auto: labels must be all numbers or all strings (1 and "1" mixed is an error); str: read '
+            'every label as a string, so 1 and "1" are one class.',
+            "choices": ["auto", "str"],
+        },
+    )
     max_seq_length: int | None = field(
         default=None,
         metadata={
-            "help": "Tokens per example; longer ones are truncated (and counted). Default: min(512, model max)."
+            "bounds": "[1, inf)",
+            "help": "Tokens per example; longer ones are truncated (and counted). Default: min(512, model max).",
         },
     )
     seeds: str = field(
@@ -125,19 +138,27 @@ class FinetuningArguments(AdapterArguments, AveragingArguments, RobertaRecipe):
     averaging (--ema, --swa_start) from `averaging.py`, a task adapter (--adapter lora) from `adapters.py`."""
 
     # The paper's fine-tuning learning rate and batch size (it follows RoBERTa's GLUE recipe).
-    learning_rate: float = field(default=2e-5, metadata={"help": "Peak learning rate."})
-    per_device_train_batch_size: int = field(default=16, metadata={"help": "Training batch size per device."})
+    learning_rate: float = field(default=2e-5, metadata={"bounds": "[0, inf)", "help": "Peak learning rate."})
+    per_device_train_batch_size: int = field(
+        default=16, metadata={"bounds": "[1, inf)", "help": "Training batch size per device."}
+    )
     # Evaluation keeps no activations for a backward pass, so larger batches cost little memory and run faster.
-    per_device_eval_batch_size: int = field(default=64, metadata={"help": "Evaluation batch size per device."})
+    per_device_eval_batch_size: int = field(
+        default=64, metadata={"bounds": "[1, inf)", "help": "Evaluation batch size per device."}
+    )
     # The paper trains up to 10 epochs (3 for its large tasks) and keeps the best on dev, patience 3.
     num_train_epochs: float = field(
-        default=10.0, metadata={"help": "Most epochs per seed (early stopping may end sooner)."}
+        default=10.0, metadata={"bounds": "(0, inf)", "help": "Most epochs per seed (early stopping may end sooner)."}
     )
     early_stopping_patience: int = field(
-        default=3, metadata={"help": "Stop after this many evaluations without a better dev metric (0: never)."}
+        default=3,
+        metadata={
+            "bounds": "[0, inf)",
+            "help": "Stop after this many evaluations without a better dev metric (0: never).",
+        },
     )
     # RoBERTa's fine-tuning weight decay (its pretraining used 0.01); warm-up and Adam settings come from the recipe.
-    weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay."})
+    weight_decay: float = field(default=0.1, metadata={"bounds": "[0, inf)", "help": "AdamW weight decay."})
     # The best epoch is chosen on dev after every epoch; the best weights are kept in memory, so no checkpoints.
     eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate on dev: epoch or steps."})
     save_strategy: str = field(default="no", metadata={"help": "Trainer checkpoints (not needed to keep the best)."})
@@ -146,7 +167,9 @@ class FinetuningArguments(AdapterArguments, AveragingArguments, RobertaRecipe):
         default="none",
         metadata={"help": "Adversarial training on the word embeddings.", "choices": ["none", *ADVERSARIES]},
     )
-    adv_epsilon: float = field(default=1.0, metadata={"help": "FGM: norm of the embedding perturbation."})
+    adv_epsilon: float = field(
+        default=1.0, metadata={"bounds": "(0, inf)", "help": "FGM: norm of the embedding perturbation."}
+    )
     # Imbalanced classes: off by default, so a plain run is the paper's protocol.
     class_weights: str = field(
         default="none",
@@ -157,13 +180,16 @@ class FinetuningArguments(AdapterArguments, AveragingArguments, RobertaRecipe):
         },
     )
     class_weights_beta: float = field(
-        default=0.999, metadata={"help": "--class_weights effective: beta in [0, 1) (0: no reweighting)."}
+        default=0.999,
+        metadata={"bounds": "[0, 1)", "help": "--class_weights effective: beta (0: no reweighting; 1 - 1/n: 1/n)."},
     )
     loss: str = field(
         default="cross_entropy",
         metadata={"help": "The supervised loss: cross_entropy or focal (Lin et al. 2017).", "choices": list(LOSSES)},
     )
-    focal_gamma: float = field(default=2.0, metadata={"help": "--loss focal: gamma (0 is cross-entropy)."})
+    focal_gamma: float = field(
+        default=2.0, metadata={"bounds": "[0, inf)", "help": "--loss focal: gamma (0 is cross-entropy)."}
+    )
     sampler: str = field(
         default="random",
         metadata={
@@ -220,10 +246,6 @@ def validate(task_args: TaskArguments, args: FinetuningArguments) -> list[int]:
         raise UsageError("--merge_adapter merges the kept models: add --keep_models")
     if args.adv_epsilon <= 0:
         raise UsageError(f"--adv_epsilon {args.adv_epsilon}: must be positive")
-    if not 0 <= args.class_weights_beta < 1:
-        raise UsageError(f"--class_weights_beta {args.class_weights_beta}: must be in [0, 1)")
-    if args.focal_gamma < 0:
-        raise UsageError(f"--focal_gamma {args.focal_gamma}: must be 0 or more")
     if args.sampler != "random" and args.class_weights != "none":
         logger.warning(
             "--sampler %s with --class_weights %s: the rare classes are favoured twice, by the draw and by the loss",

@@ -16,6 +16,7 @@ from ..outputs import check_output_dir, write_json
 from ..records import FinetuneResults, SeedResult
 from ..scoring import CLASS_METRICS, METRICS, aggregate
 from ..tasks import Encoded, Task, encode, load_task, stratified_sample
+from ..tokenization import check_unknown_tokens
 from .args import FinetuningArguments, TaskArguments, check_task_options, selection_metric, validate
 from .card import results_table, write_finetune_readme
 from .resume import CONFIG_FILE, check_resumable, fingerprint, finished_seed, resolved_config
@@ -108,6 +109,7 @@ def read_task(task_args: TaskArguments, args: FinetuningArguments) -> Task:
         label_column=task_args.label_column,
         text_pair_column=task_args.text_pair_column,
         label_separator=task_args.label_separator,
+        label_type=task_args.label_type,
     )
     task = load_task(
         task_args.train_file, task_args.validation_file, task_args.test_file, task_args.task_type, **columns
@@ -180,6 +182,8 @@ def run_finetune(task_args: TaskArguments, args: FinetuningArguments) -> Finetun
     task = read_task(task_args, args)
     source, tokenizer, config = load_tokenizer_and_config(task_args, task)
     encoded, max_length = encode_splits(task, task_args, tokenizer, config)
+    first = encoded["train"].dataset[: args.per_device_train_batch_size]["input_ids"]
+    check_unknown_tokens(first, tokenizer, task_args.allow_unknown_tokens, "--allow_unknown_tokens")
     logger.info(
         "%s task, %d labels; %d train / %d dev / %s test examples; seeds %s",
         task.task_type, len(task.labels), len(task.train), len(task.dev), len(task.test) if task.test else "no",

@@ -11,6 +11,7 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from ..averaging import WeightAverage
+from ..checkpoints import AtomicCheckpoints
 
 
 class BestEpoch(TrainerCallback):
@@ -56,7 +57,7 @@ class BestEpoch(TrainerCallback):
             model.load_state_dict(self.best_state)
 
 
-class FinetuneTrainer(Trainer):
+class FinetuneTrainer(AtomicCheckpoints, Trainer):
     """A Trainer that adds an adversarial pass to each step and, with weight averaging, evaluates the averaged
     weights beside the raw ones. The supervised loss is `loss` (`losses.build_loss`; the model's own where that
     computes the same), and with a `sampler` the training examples are drawn by it (else by the Trainer's own)."""

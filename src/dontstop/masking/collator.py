@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .base import UNITS, Example
+from .layout import segmented
 from .mixer import MaskingSpec
 
 
@@ -67,6 +68,9 @@ class MaskedLMCollator:
     budget is met. Each chosen unit is replaced as a whole: by mask tokens with `mask_replace_prob`, by random tokens
     with `random_replace_prob`, kept otherwise. Special tokens and padding are never chosen. Every draw comes from a
     generator seeded with (seed, epoch, example index).
+
+    Examples that hold several documents (`segments`) get `segment_ids` for attention confined to each document; with
+    `padding_free`, whole examples are packed into rows without padding, each its own segment (see `layout.py`).
     """
 
     mask_token_id: int
@@ -79,6 +83,7 @@ class MaskedLMCollator:
     random_replace_prob: float = 0.1
     pad_to_multiple_of: int | None = None
     masking: MaskingSpec = field(default_factory=MaskingSpec)
+    padding_free: bool = False
 
     def __post_init__(self):
         if not 0 < self.mlm_probability < 1:
@@ -190,7 +195,10 @@ class MaskedLMCollator:
                 np.concatenate(draws),
                 np.concatenate(random_tokens),
             )
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": torch.from_numpy(labels)}
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": torch.from_numpy(labels)}
+        if self.padding_free or "segments" in features[0]:
+            return segmented(batch, features, self.pad_token_id, pack=self.padding_free)
+        return batch
 
 
 @dataclass

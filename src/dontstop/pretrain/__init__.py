@@ -5,6 +5,7 @@
 What it adds to the `run_mlm.py` recipe: masks that are a pure function of (seed, epoch, example) so runs and resumes
 are exact; the MLM head applied to masked positions only; packing without dropped tails; a cached tokenization;
 detection of checkpoints without MLM-head weights (sentence encoders), whose fresh head is warmed up alone first;
+padding-free batches and packed documents that do not attend to each other (`attention.py`);
 evaluation of loss, perplexity and masked-token accuracy on every held-out set before, during and after training;
 LoRA adapters (`adapters.py`); and an output directory with a model card and metrics that plain `transformers` (or,
 for an adapter, `peft`) loads.
@@ -15,8 +16,6 @@ The package, one module per step: `args` (the options and their checks), `data` 
 """
 
 from __future__ import annotations
-
-import os
 
 from ..config import lazy_attribute
 from .args import DataArguments, MaskingArguments, ModelArguments, PretrainingArguments
@@ -33,9 +32,9 @@ def run(model_args, data_args, masking_args, training_args, callbacks=None):
 
 def resume_options(directory: str) -> dict | None:
     """Options that continue an interrupted run in `directory`: from its last complete checkpoint, if any."""
-    from transformers.trainer_utils import get_last_checkpoint
+    from ..checkpoints import last_complete_checkpoint
 
-    return {"resume_from_checkpoint": "last"} if os.path.isdir(directory) and get_last_checkpoint(directory) else None
+    return {"resume_from_checkpoint": "last"} if last_complete_checkpoint(directory) else None
 
 
 def __getattr__(name: str):
@@ -63,6 +62,10 @@ EXAMPLES = """examples:
   # LoRA (peft): the pretrained weights stay frozen, the MLM head and any new token rows train; OUTPUT_DIR holds
   # the adapter (PeftModel.from_pretrained(base, OUTPUT_DIR)), OUTPUT_DIR/merged a plain model
   dontstop pretrain --config dapt.yaml --adapter lora --lora_r 16 --learning_rate 5e-4 --merge_adapter
+
+  # on a GPU: bf16; short texts packed without padding; blocks whose documents do not attend to each other
+  dontstop pretrain --config tapt.yaml --line_by_line --padding_free --bf16
+  dontstop pretrain --config dapt.yaml --packing documents --bf16 --dataloader_num_workers 4
 
   # the same from a YAML file, with a CLI override; resume an interrupted run
   dontstop pretrain --config dapt.yaml --learning_rate 5e-5

@@ -46,20 +46,40 @@ class ModelArguments:
     head_warmup_steps: int | None = field(
         default=None,
         metadata={
+            "bounds": "[0, inf)",
             "help": "Steps that train only newly initialised weights (a missing MLM head) before the whole "
-            "model trains. Default: 10%% of the training steps, at most 500; 0 disables."
+            "model trains, on a schedule of their own; the run's schedule starts after them. Default: 10%% of the "
+            "training steps, at most 500; fewer than 10 are raised to 10 (at most half the run); 0 disables.",
+        },
+    )
+    head_warmup_learning_rate: float = field(
+        default=1e-3,
+        metadata={
+            "bounds": "[0, inf)",
+            "help": "Learning rate of the head warm-up (a fresh head on a frozen model: the rate `dontstop "
+            "lm-eval` fits one with), ramped up over its first tenth.",
         },
     )
     train_new_embeddings_only_steps: int = field(
         default=0,
         metadata={
+            "bounds": "[0, inf)",
             "help": "Steps that train only the embedding rows (and output-bias entries) of the tokens added by "
             "`dontstop vocab extend`, everything else frozen, before the whole model trains. Needs a model from "
-            "`dontstop vocab extend`; 0 disables."
+            "`dontstop vocab extend`; 0 disables.",
         },
     )
     masked_only_head: bool = field(
         default=True, metadata={"help": "Apply the MLM head to masked positions only (same loss, less compute)."}
+    )
+    attn_implementation: str = field(
+        default="auto",
+        metadata={
+            "help": "Attention kernel: sdpa, eager, flash_attention_2, flash_attention_3 (CUDA), or auto: "
+            "transformers' default (SDPA where the architecture has it), except that --padding_free and --packing "
+            "documents take flash attention's varlen kernel where flash-attn is installed and training runs in "
+            "bf16/fp16 on CUDA."
+        },
     )
 
 
@@ -80,8 +100,9 @@ class DataArguments:
     validation_split_percentage: float = field(
         default=5.0,
         metadata={
+            "bounds": "[0, 100)",
             "help": "Without --validation_file, hold out this %% of the training documents (0 disables; "
-            "a --streaming run needs --validation_file to be evaluated)."
+            "a --streaming run needs --validation_file to be evaluated).",
         },
     )
     eval_file: list[str] | None = field(
@@ -95,18 +116,39 @@ class DataArguments:
     )
     text_column: str = field(default="text", metadata={"help": "Column holding the text in jsonl/csv/parquet files."})
     max_seq_length: int | None = field(
-        default=None, metadata={"help": "Tokens per example, special tokens included. Default: min(512, model max)."}
+        default=None,
+        metadata={
+            "bounds": "[1, inf)",
+            "help": "Tokens per example, special tokens included. Default: min(512, model max).",
+        },
     )
     line_by_line: bool = field(
         default=False,
         metadata={"help": "One example per document (long ones split), batched by length: for short texts (TAPT)."},
+    )
+    padding_free: bool = field(
+        default=False,
+        metadata={
+            "help": "With --line_by_line: whole examples packed into rows without padding (batches drawn at random, "
+            "not by length), each with its own position ids and attending only to itself. Same loss as padded "
+            "batches; masked LMs."
+        },
+    )
+    packing: str = field(
+        default="full",
+        metadata={
+            "help": "What a token of a packed block attends to: the whole block (full, BERT's and RoBERTa's "
+            "FULL-SENTENCES) or its own document only (documents: position ids restart at each document, RoBERTa's "
+            "DOC-SENTENCES without its variable batch size; masked LMs).",
+            "choices": ["full", "documents"],
+        },
     )
     streaming: bool = field(
         default=False,
         metadata={"help": "Stream and tokenize on the fly, for corpora larger than memory (needs --max_steps)."},
     )
     preprocessing_num_workers: int | None = field(
-        default=None, metadata={"help": "Processes for tokenization.", "fingerprint": False}
+        default=None, metadata={"bounds": "[1, inf)", "help": "Processes for tokenization.", "fingerprint": False}
     )
     data_cache_dir: str | None = field(
         default=None,
@@ -117,7 +159,10 @@ class DataArguments:
     )
     max_eval_samples: int | None = field(
         default=None,
-        metadata={"help": "Evaluate on at most this many examples of each held-out set (the first ones)."},
+        metadata={
+            "bounds": "[1, inf)",
+            "help": "Evaluate on at most this many examples of each held-out set (the first ones).",
+        },
     )
     replay_file: str | None = field(
         default=None,
@@ -131,13 +176,25 @@ class DataArguments:
     replay_ratio: float = field(
         default=0.0,
         metadata={
+            "bounds": "[0, 1)",
             "help": "Share of the training tokens drawn from --replay_file, in [0, 1): a fraction R of the packed "
-            "blocks of every epoch, spread evenly; the general corpus is cycled if too small, sampled if larger."
+            "blocks of every epoch, spread evenly; the general corpus is cycled if too small, sampled if larger.",
         },
+    )
+    allow_unknown_tokens: bool = field(
+        default=False,
+        metadata={"help": "Train even when most tokens of the first batch are the tokenizer's unknown token."},
     )
     replay_text_column: str | None = field(
         default=None, metadata={"help": "Text column of --replay_file (default: --text_column)."}
     )
+
+    @property
+    def segment_option(self) -> str | None:
+        """The option that confines attention to segments (examples of a padding-free batch, documents of a block)."""
+        if self.padding_free:
+            return "--padding_free"
+        return "--packing documents" if self.packing == "documents" else None
 
     @property
     def named_eval_files(self):
@@ -175,15 +232,19 @@ class MaskingArguments:
             "path": "file",
         },
     )
-    mlm_probability: float = field(default=0.15, metadata={"help": "Share of maskable tokens chosen for prediction."})
+    mlm_probability: float = field(
+        default=0.15, metadata={"bounds": "(0, 1]", "help": "Share of maskable tokens chosen for prediction."}
+    )
     mask_replace_prob: float = field(
-        default=0.8, metadata={"help": "Of the chosen units, share replaced by mask tokens."}
+        default=0.8, metadata={"bounds": "[0, 1]", "help": "Of the chosen units, share replaced by mask tokens."}
     )
     random_replace_prob: float = field(
-        default=0.1, metadata={"help": "Of the chosen units, share replaced by random tokens."}
+        default=0.1, metadata={"bounds": "[0, 1]", "help": "Of the chosen units, share replaced by random tokens."}
     )
-    span_p: float = field(default=0.2, metadata={"help": "span: geometric parameter of span lengths in words."})
-    span_max_words: int = field(default=10, metadata={"help": "span: longest span, in words."})
+    span_p: float = field(
+        default=0.2, metadata={"bounds": "(0, 1]", "help": "span: geometric parameter of span lengths in words."}
+    )
+    span_max_words: int = field(default=10, metadata={"bounds": "[1, inf)", "help": "span: longest span, in words."})
     ngram_probs: str = field(default="0.5,0.3,0.2", metadata={"help": "ngram: probabilities of 1-, 2-, 3-grams."})
 
     def spec(self):
@@ -216,12 +277,14 @@ class PretrainingArguments(AdapterArguments, AveragingArguments, RobertaRecipe):
     (--ema, --swa_start) from `averaging.py`, LoRA adapters (--adapter lora) from `adapters.py`."""
 
     # RoBERTa's pretraining weight decay, kept by the paper for DAPT and TAPT.
-    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
+    weight_decay: float = field(default=0.01, metadata={"bounds": "[0, inf)", "help": "AdamW weight decay."})
     # The paper's TAPT learning rate; its DAPT used 5e-4 with batches of 2048, too high for one machine's batches.
-    learning_rate: float = field(default=1e-4, metadata={"help": "Peak learning rate."})
+    learning_rate: float = field(default=1e-4, metadata={"bounds": "[0, inf)", "help": "Peak learning rate."})
     # Our examples carry `idx` and `epoch` for the collator; the model never sees them.
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep all dataset columns for the collator."})
-    logging_steps: float = field(default=50, metadata={"help": "Log every N steps (or a ratio of all steps if < 1)."})
+    logging_steps: float = field(
+        default=50, metadata={"bounds": "(0, inf)", "help": "Log every N steps (or a ratio of all steps if < 1)."}
+    )
     snapshots: list[float] | None = field(
         default=None,
         metadata={
@@ -258,6 +321,10 @@ def validate(model_args: ModelArguments, data_args: DataArguments, training_args
             f"--output_dir {training_args.output_dir}: the base model's directory, which an adapter leaves alone"
         )
     validate_data(data_args, training_args)
+    if model_args.attn_implementation != "auto":
+        from ..attention import check_implementation
+
+        check_implementation(model_args.attn_implementation)
     max_lines = STREAMING_CHECK_LINES if data_args.streaming else None
     for path in data_args.train_file:
         check_corpus_file(path, data_args.text_column, max_lines)
@@ -287,18 +354,25 @@ def validate_data(data_args: DataArguments, training_args: PretrainingArguments)
     names = [n.name for n in data_args.named_eval_files]
     if len(set(names)) != len(names) or "validation" in names:
         raise UsageError("--eval_file names must be distinct and not 'validation'")
+    if data_args.padding_free and not data_args.line_by_line:
+        raise UsageError("--padding_free packs --line_by_line examples; packed blocks have no padding to remove")
+    if data_args.packing == "documents" and data_args.line_by_line:
+        raise UsageError("--packing documents: --line_by_line examples hold one document each (see --padding_free)")
 
 
 def checkpoint_to_resume(training_args: PretrainingArguments) -> str | None:
     """The checkpoint directory `--resume_from_checkpoint` names (`last`: the newest in --output_dir), or None."""
     resume = training_args.resume_from_checkpoint
     if resume == "last":
-        from transformers.trainer_utils import get_last_checkpoint
+        from ..checkpoints import clean_stale, last_complete_checkpoint
 
         out = training_args.output_dir
-        last = get_last_checkpoint(out) if os.path.isdir(out) else None
+        clean_stale(out)
+        last = last_complete_checkpoint(out)
         if last is None:
-            raise UsageError(f"--resume_from_checkpoint last: no checkpoint-* directory in {out}")
+            raise UsageError(
+                f"--resume_from_checkpoint last: no checkpoint-* directory in {out} is a whole checkpoint"
+            )
         return last
     if resume and not os.path.isdir(resume):
         raise UsageError(f"--resume_from_checkpoint: {resume} is not a directory")

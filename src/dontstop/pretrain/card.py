@@ -179,6 +179,9 @@ def write_model_card(
     own = bool(averaged) and weights == averaged.get("method")  # the averaged weights' own card shows their losses
     adapter = metrics.adapter if not merged else None
     layout = "one example per document" if data_args.line_by_line else "documents packed into full blocks"
+    if data_args.segment_option:  # the attention a user of the model should know it was trained with
+        layout += ", packed without padding" if data_args.padding_free else ""
+        layout += ", each document attending only to itself"
     title = f"# Continued pretraining of `{base}`" + (f" ({averaged['method'].upper()} weights)" if own else "")
     title += ", LoRA adapter" if adapter else ", LoRA adapter merged" if merged else ""
     lines = [

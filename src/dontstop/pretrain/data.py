@@ -5,6 +5,7 @@ replayed into it; and what the model card says of each corpus."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 
@@ -42,7 +43,8 @@ class DatasetBuilder:
         self.max_seq_length = max_seq_length
         self.seed = seed
         self.boundaries = boundaries
-        self.kind = LineByLine if data_args.line_by_line else PackedBlocks
+        self.documents = data_args.packing == "documents"
+        self.kind = LineByLine if data_args.line_by_line else partial(PackedBlocks, documents=self.documents)
 
     def tokenize(self, path: str, text_column: str | None = None) -> TokenizedCorpus:
         a = self.args
@@ -75,7 +77,7 @@ class DatasetBuilder:
         if a.streaming:
             datasets.train = StreamingBlocks(
                 a.train_file, self.tokenizer, self.framing, self.max_seq_length, batch_size, a.text_column,
-                self.boundaries,
+                self.boundaries, documents=self.documents,
             )  # fmt: skip
             for path in a.train_file:
                 datasets.describe("train", None, path, None)

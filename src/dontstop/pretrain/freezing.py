@@ -131,7 +131,8 @@ class Freezing(TrainerCallback):
 
 
 def derived_head_warmup_steps(requested: int | None, total_steps: int) -> int:
-    """--head_warmup_steps, or 10% of the training steps (at least 1, at most 500)."""
-    if requested is not None:
-        return max(0, requested)
-    return max(1, min(500, round(0.1 * total_steps)))
+    """--head_warmup_steps, or 10% of the training steps (at most 500); raised to a minimum (schedule.py)."""
+    from .schedule import head_warmup_length
+
+    steps = requested if requested is not None else max(1, min(500, round(0.1 * total_steps)))
+    return head_warmup_length(max(0, steps), total_steps)

@@ -8,17 +8,19 @@ import os
 import time
 from dataclasses import asdict, dataclass
 
-from transformers import set_seed
+from transformers import TrainerCallback, set_seed
 
-from ..adapters import save_merged
+from ..adapters import save_merged, underlying_model
+from ..attention import SegmentAttention
 from ..averaging import pretrain_report
+from ..checkpoints import loss_sum_before
 from ..errors import UsageError
 from ..masking import CausalLMCollator, EpochIndexed, MaskedLMCollator
 from ..models import MERGED_DIR, LanguageModel, carry_unused_weights, load_language_model
 from ..outputs import write_json
 from ..records import PretrainMetrics, eval_values
 from ..replay import ReplayMix
-from ..tokenization import Framing
+from ..tokenization import Framing, check_unknown_tokens
 from .args import (
     DataArguments,
     MaskingArguments,
@@ -44,6 +46,7 @@ class Model:
     lm: LanguageModel
     added_ids: list[int]  # rows `dontstop vocab extend` added
     adapter: object | None = None  # adapters.PretrainingAdapter
+    segments: SegmentAttention | None = None  # with --padding_free or --packing documents
 
 
 def load(model_args: ModelArguments, training_args: PretrainingArguments) -> Model:
@@ -65,12 +68,28 @@ def load(model_args: ModelArguments, training_args: PretrainingArguments) -> Mod
     return model
 
 
+def configure_attention(model: Model, model_args: ModelArguments, data_args: DataArguments, training_args) -> None:
+    """Set the model's attention kernel and, with --padding_free or --packing documents, what confines attention to
+    each segment (attention.py); a model that cannot have it is a UsageError."""
+    from ..attention import check_segment_support, set_implementation
+
+    inner, option = underlying_model(model.lm.model), data_args.segment_option
+    if option and model.lm.objective != "mlm":
+        raise UsageError(f"{option} is for masked LMs; this model trains with {model.lm.objective}")
+    if option:
+        check_segment_support(inner, option)
+    half = training_args.bf16 or training_args.fp16
+    set_implementation(inner, model_args.attn_implementation, option is not None, half)
+    if option:
+        model.segments = SegmentAttention.for_model(inner)
+
+
 def sequence_length(data_args: DataArguments, lm: LanguageModel) -> int:
     model_max = getattr(lm.model.config, "max_position_embeddings", 512)
     return data_args.max_seq_length or min(512, lm.tokenizer.model_max_length, model_max)
 
 
-def collator(lm: LanguageModel, masking_args: MaskingArguments, seed: int):
+def collator(lm: LanguageModel, masking_args: MaskingArguments, seed: int, padding_free: bool = False):
     if lm.objective != "mlm":
         return CausalLMCollator(lm.tokenizer.pad_token_id)
     return MaskedLMCollator.from_tokenizer(
@@ -81,7 +100,19 @@ def collator(lm: LanguageModel, masking_args: MaskingArguments, seed: int):
         mlm_probability=masking_args.mlm_probability,
         mask_replace_prob=masking_args.mask_replace_prob,
         random_replace_prob=masking_args.random_replace_prob,
+        padding_free=padding_free,
     )
+
+
+def first_batch(train, size: int) -> list[list[int]]:
+    """The token ids of the first `size` training examples (in corpus order)."""
+    import itertools
+
+    if hasattr(train, "__getitem__") and hasattr(train, "__len__"):
+        examples = (train[i] for i in range(min(size, len(train))))
+    else:
+        examples = itertools.islice(iter(train), size)
+    return [list(map(int, example["input_ids"])) for example in examples]
 
 
 def planned_steps(training_args: PretrainingArguments, train, batch: int) -> int:
@@ -98,10 +129,10 @@ def freezing(model: Model, model_args: ModelArguments, steps: int, evaluates: bo
     if lm.new_params and not model_args.config_name:
         head_steps = derived_head_warmup_steps(model_args.head_warmup_steps, steps)
         if head_steps:
-            derived = "" if model_args.head_warmup_steps is not None else " (derived: 10%, at most 500)"
             logger.info(
-                "Checkpoint lacks %d head tensors: head warm-up for %d of %d steps%s",
-                len(lm.new_params), head_steps, steps, derived,
+                "%s head not in the checkpoint (%d tensors): a new one trains alone first (head warm-up: %d of %d "
+                "steps at learning rate %g)", lm.objective.upper(), len(lm.new_params), head_steps, steps,
+                model_args.head_warmup_learning_rate,
             )  # fmt: skip
     rows_steps = model_args.train_new_embeddings_only_steps
     if not head_steps and not rows_steps:
@@ -134,15 +165,18 @@ def build_trainer(model: Model, arguments, data: Datasets, callbacks: list) -> t
         args=training_args,
         train_dataset=data.train,
         eval_dataset=data.eval or None,
-        data_collator=collator(model.lm, masking_args, training_args.seed),
+        data_collator=collator(model.lm, masking_args, training_args.seed, data_args.padding_free),
         processing_class=model.lm.tokenizer,
         callbacks=callbacks,
         objective=model.lm.objective,
         prefer_masked_only_head=model_args.masked_only_head,
+        # Batched by length to waste little on padding; padding-free batches have none, and pack mixed lengths best.
         sampler_lengths=data.train.lengths()
-        if data_args.line_by_line and isinstance(data.train, EpochIndexed)
+        if data_args.line_by_line and not data_args.padding_free and isinstance(data.train, EpochIndexed)
         else None,
         averager=averager,
+        head_warmup=(freeze.head_steps, model_args.head_warmup_learning_rate) if freeze else None,
+        segment_attention=model.segments,
     )
     if snapshots is not None:
         snapshots.trainer = trainer
@@ -154,7 +188,12 @@ def train(trainer: PretrainTrainer, model: Model, data: Datasets, freeze, checkp
     metrics = PretrainMetrics(objective=model.lm.objective)
     if data.eval and not checkpoint:
         metrics.before = trainer.evaluate()
+        trainer.add_callback(KeepEvaluationBefore(metrics.before))
+    if checkpoint:
+        trainer.loss_sum_before_resume = loss_sum_before(checkpoint) or 0.0
     metrics.train = trainer.train(resume_from_checkpoint=checkpoint).metrics
+    if checkpoint:
+        keep_history(metrics, trainer, checkpoint)
     if isinstance(data.train, ReplayMix):
         drawn = trainer.args.train_batch_size * max(1, trainer.args.world_size)
         usage = data.train.report(trainer.state.epoch, trainer._get_train_sampler(), examples_per_batch=drawn)
@@ -177,6 +216,33 @@ def train(trainer: PretrainTrainer, model: Model, data: Datasets, freeze, checkp
         metrics.averaged = pretrain_report(trainer.averager, metrics.after, list(data.eval))
     metrics.history = trainer.state.log_history
     return metrics
+
+
+class KeepEvaluationBefore(TrainerCallback):
+    """`Trainer.train` starts a fresh log, dropping the evaluation made just before it: put it back at step 0, so
+    every checkpoint carries it and a resumed run can still report where training began."""
+
+    def __init__(self, evaluation: dict):
+        self.evaluation = evaluation
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.global_step == 0:
+            state.log_history.insert(0, {**self.evaluation, "step": 0})
+
+
+def keep_history(metrics: PretrainMetrics, trainer: PretrainTrainer, checkpoint: str) -> None:
+    """A resumed run's record as if it had not stopped: the evaluation before training (logged at step 0, restored
+    with the checkpoint's log) and the training loss over every step, not only those since the resume (from the
+    loss sum the checkpoint records; a checkpoint without one leaves the last segment's loss, with a note)."""
+    before = next((e for e in trainer.state.log_history if e.get("step") == 0 and eval_values(e)), None)
+    if before is not None:
+        metrics.before = {k: v for k, v in before.items() if k.startswith("eval_")}
+    resumed_at, steps = trainer._initial_global_step, trainer.state.global_step
+    earlier, segment = loss_sum_before(checkpoint), metrics.train.get("train_loss")
+    if earlier is None:
+        logger.warning("%s records no training loss: train_loss covers only the steps since the resume", checkpoint)
+    elif segment is not None and steps > 0:
+        metrics.train["train_loss"] = (earlier + segment * (steps - resumed_at)) / steps
 
 
 def save(trainer: PretrainTrainer, model: Model, arguments, metrics: PretrainMetrics, corpus_stats: dict) -> None:
@@ -232,6 +298,7 @@ def run_pretrain(
         raise UsageError(
             f"--masking {masking_args.masking} is for masked LMs; this model trains with {model.lm.objective}"
         )
+    configure_attention(model, model_args, data_args, training_args)
     max_seq_length = sequence_length(data_args, model.lm)
     batch = training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
     builder = DatasetBuilder(
@@ -239,6 +306,8 @@ def run_pretrain(
         boundaries,
     )  # fmt: skip
     data = builder.build(batch)
+    check_unknown_tokens(first_batch(data.train, batch), model.lm.tokenizer, data_args.allow_unknown_tokens,
+                         "--allow_unknown_tokens")  # fmt: skip
     size = len(data.train) if hasattr(data.train, "__len__") else "streamed"
     logger.info("Objective %s; %s training examples of up to %d tokens", model.lm.objective, size, max_seq_length)
     trainer, freeze = build_trainer(model, arguments, data, callbacks or [])

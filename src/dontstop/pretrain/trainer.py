@@ -1,6 +1,6 @@
 """The Trainer of continued pretraining: the standard loop, with hooks overridden for seeded per-epoch sampling (so
-masks are pure), a loss on the masked positions only, and token-weighted held-out evaluation (of the averaged
-weights too, with weight averaging)."""
+masks are pure), a loss on the masked positions only, attention confined to segments (padding-free batches, documents
+of a packed block) and token-weighted held-out evaluation (of the averaged weights too, with weight averaging)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,19 @@ import torch
 from transformers import Trainer
 
 from ..adapters import underlying_model
+from ..attention import SegmentAttention
 from ..averaging import WeightAverage
+from ..checkpoints import AtomicCheckpoints
 from ..heads import causal_lm_loss_sum, masked_lm_loss_sum, masked_only_head, use_masked_only_head
 from ..masking import EpochIndexed, EpochSampler
 from ..replay import ReplayMix
 
 
-class PretrainTrainer(Trainer):
+class PretrainTrainer(AtomicCheckpoints, Trainer):
     """Trainer for continued pretraining. Overrides hooks only: the train sampler (seeded per epoch, so masks are
-    pure), the loss (masked positions only) and evaluation (token-weighted loss, perplexity, masked-token accuracy,
-    and the same for the averaged weights, if any)."""
+    pure), the inputs (segment ids become the attention inputs that confine each segment, on the device), the loss
+    (masked positions only) and evaluation (token-weighted loss, perplexity, masked-token accuracy, and the same for
+    the averaged weights, if any)."""
 
     def __init__(
         self,
@@ -29,11 +32,15 @@ class PretrainTrainer(Trainer):
         prefer_masked_only_head: bool = True,
         sampler_lengths=None,
         averager: WeightAverage | None = None,
+        head_warmup: tuple[int, float] | None = None,
+        segment_attention: SegmentAttention | None = None,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
         self.objective = objective
         self.averager = averager
+        self.head_warmup = head_warmup  # (steps, learning rate) of a head warm-up phase, with its own schedule
+        self.segment_attention = segment_attention
         self.sampler_lengths = sampler_lengths
         # With an adapter the transformers model inside the peft wrapper gets the head: peft's forward calls it.
         inner = underlying_model(self.model)
@@ -45,6 +52,15 @@ class PretrainTrainer(Trainer):
         self.model_accepts_loss_kwargs = True
         self.loss_is_scaled_for_ga = True
 
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        if self.lr_scheduler is None and self.head_warmup and self.head_warmup[0]:
+            from .schedule import phased_scheduler
+
+            self.lr_scheduler = phased_scheduler(optimizer or self.optimizer, self.args, num_training_steps,
+                                                 *self.head_warmup)  # fmt: skip
+            self._created_lr_scheduler = self.lr_scheduler is not None
+        return super().create_scheduler(num_training_steps, optimizer)
+
     def _get_train_sampler(self, train_dataset=None):
         train_dataset = train_dataset if train_dataset is not None else self.train_dataset
         if not isinstance(train_dataset, EpochIndexed):
@@ -54,6 +70,12 @@ class PretrainTrainer(Trainer):
         if isinstance(train_dataset, ReplayMix):  # spreads its general examples evenly itself (see replay.py)
             return train_dataset.sampler(seed, batch, by_length=self.sampler_lengths is not None)
         return EpochSampler(len(train_dataset), seed, lengths=self.sampler_lengths, batch_size=batch)
+
+    def _prepare_inputs(self, inputs):
+        inputs = super()._prepare_inputs(inputs)
+        if self.segment_attention is not None:
+            inputs = self.segment_attention(inputs)
+        return inputs
 
     def _loss_sum(self, model, inputs):
         if self.objective == "mlm":
@@ -94,7 +116,8 @@ class PretrainTrainer(Trainer):
         start = time.perf_counter()
         for inputs in self.get_eval_dataloader(dataset):
             inputs = self._prepare_inputs(inputs)
-            with self.compute_loss_context_manager():
+            # Autocast as in training (--bf16): before the first training step the model's forward is not wrapped yet.
+            with self.compute_loss_context_manager(), self.accelerator.autocast():
                 loss_sum, count, correct = self._loss_sum(model, inputs)
             totals += torch.tensor([loss_sum.item(), count, correct.item()], dtype=torch.float64, device=totals.device)
         totals = self.accelerator.reduce(totals, reduction="sum")

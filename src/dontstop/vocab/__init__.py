@@ -295,6 +295,9 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] not in SUBCOMMANDS:
         got = f"unknown sub-command {argv[0]!r}" if argv else "missing sub-command"
         raise UsageError(f"{got} (sub-commands: {', '.join(SUBCOMMANDS)}; e.g. dontstop vocab extend --help)")
+    from ..outputs import owned
+
     (args,) = parse_with_config(make_parser(), argv[1:])
-    run_extend(args)
+    with owned(args.output_dir):
+        run_extend(args)
     return 0

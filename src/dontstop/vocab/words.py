@@ -3,10 +3,10 @@ becomes an `AddedToken` (see the package docstring)."""
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 
+from ..corpus import require_file
 from ..errors import UsageError
 
 # Scripts written without spaces between words: Han, kana, Thai, Lao, Myanmar, Khmer.
@@ -44,8 +44,7 @@ def read_words(path: str) -> list[tuple[int, str]]:
     `dontstop mine`); a .txt file is read as a jieba user dictionary (`word [freq] [tag]`, of which a plain word list
     is a special case); anything else holds one word per line. Blank lines are skipped.
     """
-    if not os.path.isfile(path):
-        raise UsageError(f"--words {path}: no such file")
+    require_file(path, "--words ")
     with open(path, "rb") as f:
         data = f.read()
     try:
@@ -123,7 +122,7 @@ def plan_additions(
             continue
         first_line[token] = line
         ids = old_pieces(tokenizer, word, unspaced)
-        if len(ids) <= 1:
+        if len(ids) <= 1 and ids != [tokenizer.unk_token_id]:  # an unknown word is one token, and worth adding
             reason = "already one token" if ids else "no tokens (the tokenizer drops it)"
             skipped.append(
                 {"word": word, "line": line, "reason": reason, "pieces": tokenizer.convert_ids_to_tokens(ids)}
