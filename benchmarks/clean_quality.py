@@ -8,8 +8,9 @@ does to fine-tuning.
 2. `dontstop clean --mode embed` (frozen all-MiniLM-L6-v2 embeddings, logistic regression, 5 folds) on the whole
    noisy file, in a fresh process on `--threads` threads: precision and recall of the flagged lines, the precision
    of the self-confidence ranking where its recall reaches 50%, wall time and peak RSS. Chance precision is 10%.
-3. `--mode finetune` (MiniLM fine-tuned per fold) costs a fine-tuning run per fold, so it runs on a stratified
-   subset of the noisy file (`--subset` lines, their flips included), and embed mode on the same subset beside it.
+3. `--mode finetune` (MiniLM fine-tuned per fold) costs a fine-tuning run per fold, so it runs on a random subset
+   of the noisy file (`--subset` lines, their flips included) with `--subset_folds` folds and 2 epochs, and embed
+   mode on the same subset and folds beside it.
 4. Fine-tuning MiniLM on the noisy file, on its cleaned copy (embed mode, flagged lines removed) and on the original,
    `--seeds` seeds, the same small budget for all three, test macro-F1 (Welch's t-test: the files differ, so the
    training draws cannot be paired).
@@ -40,7 +41,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", default=SHARED, help="the shared data directory")
     parser.add_argument("--noise", type=float, default=0.1, help="share of the training labels flipped")
     parser.add_argument("--threads", type=int, default=2, help="threads of the clean runs (the target: 2 cores)")
-    parser.add_argument("--subset", type=int, default=2000, help="lines of the finetune-mode comparison")
+    parser.add_argument("--subset", type=int, default=1500, help="lines of the finetune-mode comparison")
+    parser.add_argument("--subset_folds", type=int, default=3, help="folds of the finetune-mode comparison")
     parser.add_argument("--seeds", type=int, default=3, help="fine-tuning seeds per training file")
     parser.add_argument("--parts", default="embed,finetune,train", help="which of embed, finetune, train to run")
     parser.add_argument("--output", default=RESULTS, help="where the results are written")
@@ -164,10 +166,11 @@ def main() -> None:
             subset = [noisy[i] for i in picked]
             sub_flipped = {k + 1 for k, i in enumerate(picked) if i + 1 in flipped}
             sub_file = write(os.path.join(tmp, "subset.jsonl"), subset)
+            folds = ("--folds", str(args.subset_folds))
             for name, extra in (
-                ("embed-subset", ()),
-                ("finetune-subset", ("--mode", "finetune", "--num_train_epochs", "3", "--max_seq_length", "64",
-                                     "--learning_rate", "1e-4", "--disable_tqdm", "true")),
+                ("embed-subset", folds),
+                ("finetune-subset", (*folds, "--mode", "finetune", "--num_train_epochs", "2", "--max_seq_length",
+                                     "64", "--learning_rate", "1e-4", "--disable_tqdm", "true")),
             ):  # fmt: skip
                 results[name] = clean_part(name, sub_file, subset, sub_flipped, tmp, args.threads, *extra)
                 share = len(sub_flipped) / len(subset)

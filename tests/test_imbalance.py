@@ -186,7 +186,7 @@ def test_bad_imbalance_options_are_one_line_errors(tiny_bert, tmp_path, capsys):
     for extra, error in (
         (("--sampler", "balanced"), "--sampler balanced: class-aware sampling needs a single_label task"),
         (("--class_weights_beta", "1"), "--class_weights_beta 1.0: must be in [0, 1)"),
-        (("--focal_gamma", "-1"), "--focal_gamma -1.0: must be 0 or more"),
+        (("--focal_gamma", "-1"), "--focal_gamma -1.0: must be in [0, inf)"),
     ):
         assert run_cli(*finetune_args(tiny_bert, files, tmp_path / "x", *extra)) == 2
         assert error in capsys.readouterr().err

@@ -3,12 +3,14 @@ checks on them and on the file."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections import Counter
 from dataclasses import dataclass, field
 
 from ..config import check_bounds
 from ..errors import UsageError
+from ..finetune.args import TaskArguments
 from ..tasks import TaskSplit, read_task_file, sorted_labels
 
 MODES = ("embed", "finetune")
@@ -22,6 +24,12 @@ FILTERS = (
     "low_self_confidence",
     "low_normalized_margin",
 )
+
+
+def finetune_option(name: str):
+    """A field declared as `dontstop finetune` declares it (its default, help and choices)."""
+    declared = next(f for f in dataclasses.fields(TaskArguments) if f.name == name)
+    return field(default=declared.default, metadata=dict(declared.metadata))
 
 
 @dataclass
@@ -58,17 +66,11 @@ class CleanArguments:
             "path": "file",
         },
     )
-    text_column: str = field(default="text", metadata={"help": "Column of the text."})
-    text_pair_column: str | None = field(default=None, metadata={"help": "Column of a second text, if any."})
-    label_column: str = field(default="label", metadata={"help": "Column of the label."})
-    label_type: str = field(
-        default="auto",
-        metadata={
-            "help": 'auto: labels must be all numbers or all strings (1 and "1" mixed is an error); str: read '
-            'every label as a string, so 1 and "1" are one class.',
-            "choices": ["auto", "str"],
-        },
-    )
+    # The file is read as dontstop finetune reads it, with the same options.
+    text_column: str = finetune_option("text_column")
+    text_pair_column: str | None = finetune_option("text_pair_column")
+    label_column: str = finetune_option("label_column")
+    label_type: str = finetune_option("label_type")
     max_seq_length: int | None = field(
         default=None,
         metadata={"bounds": "[3, inf)",
