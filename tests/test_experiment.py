@@ -288,6 +288,8 @@ def test_a_clean_block_plans_a_clean_stage_whose_copy_the_arms_train_on(tiny_ber
             load_experiment(experiment_yaml(tmp_path, tiny_bert, arms=arms), str(tmp_path / "o"))
     with pytest.raises(UsageError, match=r"clean: unknown dontstop clean option\(s\) fold"):
         load_experiment(experiment_yaml(tmp_path, tiny_bert, clean={"fold": 3}), str(tmp_path / "o"))
+    with pytest.raises(UsageError, match=r"clean.model_name_or_path: .*no_such_package"):
+        load_experiment(experiment_yaml(tmp_path, tiny_bert, clean={"model_name_or_path": "pkg:no_such_package"}))
 
 
 @pytest.mark.slow
