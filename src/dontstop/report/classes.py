@@ -27,7 +27,7 @@ def class_changes(base: Run, run: Run, split: str) -> list[dict]:
     rows = []
     for name in base.results.classes(split):
         ours, theirs = base.results.class_values(split, name), run.results.class_values(split, name)
-        stats = compare_values(base, run, ours, theirs, note)
+        stats = compare_values(base, run, ours, theirs, note, power=False)
         support = base.results.class_values(split, name, "support")
         rows.append({"class": name, "support": support[0], "base": {"mean": np.mean(ours), "std": _std(ours)},
                      "stats": stats})  # fmt: skip
