@@ -12,6 +12,8 @@ from transformers import Trainer, TrainerCallback
 
 from ..averaging import WeightAverage
 from ..checkpoints import AtomicCheckpoints
+from ..logs import quiet_trainer
+from ..trackers import place_tracker_logs
 
 
 class BestEpoch(TrainerCallback):
@@ -70,6 +72,8 @@ class FinetuneTrainer(AtomicCheckpoints, Trainer):
         self.averager = averager
         self.loss = loss
         self.sampler = sampler
+        quiet_trainer(self)  # a seed's outcome is one line (pipeline.seed_line)
+        place_tracker_logs(self)
         # Classification heads accept **kwargs but ignore num_items_in_batch, so the Trainer must scale the loss for
         # gradient accumulation itself (huggingface/transformers#47688).
         self.model_accepts_loss_kwargs = False

@@ -1,53 +1,11 @@
-"""What each stage leaves behind, as typed records: one dataclass per output file, with `save` and `load`.
-
-The report, the model cards and `dontstop run` read these records, never raw JSON, and every metric name that is
-taken apart (the Trainer's `eval_<set>_<metric>` keys) is taken apart here. A record saves as the JSON it always
-was, so output directories of earlier versions load; a file that is not such a record is one `UsageError` naming
-the file and the key (`jsonrecord.Record`). A record also reads like that JSON (`metrics["after"]`), for scripts
-written against the files.
-"""
+"""The records of the stages: what pretrain, finetune, select, mine, inspect, prepare and lm-eval leave behind."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from .jsonrecord import Record
-
-EVAL_METRICS = ("loss", "perplexity", "accuracy", "tokens", "runtime")
-
-
-def eval_key(key: str, prefix: str = "eval") -> tuple[str, str] | None:
-    """("validation", "loss") for "eval_validation_loss" (the set "eval" for a bare "eval_loss"); None for a key of
-    any other shape. With another `prefix`, the averaged weights' keys: "ema_eval_validation_loss"."""
-    head = f"{prefix}_"
-    if not key.startswith(head):
-        return None
-    rest = key[len(head) :]
-    for metric in EVAL_METRICS:
-        if rest == metric:
-            return "eval", metric
-        if rest.endswith(f"_{metric}"):
-            return rest[: -len(metric) - 1], metric
-    return None
-
-
-def eval_values(metrics: dict | None, metric: str = "loss", prefix: str = "eval") -> dict[str, float]:
-    """{held-out set: value} of one metric in a dict of evaluation results."""
-    found = {}
-    for key, value in (metrics or {}).items():
-        parsed = eval_key(key, prefix)
-        if parsed and parsed[1] == metric and isinstance(value, (int, float)):
-            found[parsed[0]] = value
-    return found
-
-
-def eval_name(name: str, metric: str = "loss", prefix: str = "eval") -> str:
-    """The key `eval_key` takes apart: eval_name("general") == "eval_general_loss"."""
-    return f"{prefix}_{metric}" if name == "eval" else f"{prefix}_{name}_{metric}"
-
-
-# --- pretraining ------------------------------------------------------------------------------------------------
+from .base import Record, eval_values
 
 
 @dataclass
@@ -144,6 +102,19 @@ class SeedResult(Record):
 
 
 @dataclass
+class LearningRateSweep(Record):
+    """`learning_rate_sweep.json` of `--learning_rate auto` (finetune/sweep.py): every candidate rate's dev scores
+    on the first seed, and the rate chosen."""
+
+    FILE: ClassVar[str] = "learning_rate_sweep.json"
+
+    seed: int | str
+    metric: str
+    candidates: list[dict]  # [{"learning_rate", "dev": {metric: value}, "best_epoch"}]
+    chosen: float
+
+
+@dataclass
 class FinetuneResults(Record):
     """`results.json` of `dontstop finetune`: every seed, and the mean ± std over them."""
 
@@ -165,6 +136,9 @@ class FinetuneResults(Record):
     adapter: dict | None = None
     wall_seconds: float | None = None
     new_parameters: list[str] | None = None  # weights the checkpoint lacked, initialised afresh (the task head)
+    best_model: str | None = None  # "seed-S/model": the kept model of the seed best on dev (--keep_models)
+    learning_rate: float | None = None
+    learning_rate_sweep: dict | None = None  # with --learning_rate auto: the LearningRateSweep it was chosen by
     per_class: dict | None = None  # split -> class -> metric -> {"mean", "std", "n", "values"}
     imbalance: dict | None = None  # {"class_weights", "loss", "sampler", ...}: the remedies for imbalance used
 
@@ -326,91 +300,3 @@ class LMEvaluation(Record):
 
 
 # --- the experiment ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class StageSummary(Record):
-    """One stage of an arm's chain, as the report shows it."""
-
-    name: str
-    kind: str
-    dir: str | None = None
-    cached: bool = False
-    wall_seconds: float | None = None
-    metrics: PretrainMetrics | None = None  # a pretraining stage's
-    selection: Selection | None = None  # a selection stage's
-    steps: int | None = None
-    tokens: int | None = None
-
-
-@dataclass
-class Compute(Record):
-    pretrain_steps: int = 0
-    pretrain_tokens: int = 0
-    pretrain_seconds: float = 0.0
-    finetune_seconds: float = 0.0
-    cached_seconds: float = 0.0
-
-
-@dataclass
-class HeldOutChange(Record):
-    before: float | None = None
-    after: float | None = None
-
-
-@dataclass
-class BudgetPoint(Record):
-    """An arm's pretraining stopped at a fraction of its budget (a snapshot), fine-tuned and evaluated as the arm."""
-
-    fraction: float
-    finetune_dir: str
-    steps: int | None = None  # pretraining steps along the arm's chain
-    tokens: int | None = None
-    lm_eval: dict[str, float | None] = field(default_factory=dict)  # held-out set -> loss
-
-
-@dataclass
-class SizePoint(Record):
-    """An arm fine-tuned on another number of labelled examples."""
-
-    size: str  # all, N or N/class
-    finetune_dir: str
-
-
-@dataclass
-class ArmSummary(Record):
-    name: str
-    finetune_dir: str
-    description: str = ""
-    stages: list[StageSummary] = field(default_factory=list)
-    lm_eval: dict[str, HeldOutChange] = field(default_factory=dict)  # held-out set -> loss before and after
-    compute: Compute = field(default_factory=Compute)
-    weights: str = "raw"
-    budget: list[BudgetPoint] = field(default_factory=list)  # snapshots before the end of its pretraining
-    sizes: list[SizePoint] = field(default_factory=list)
-    clean_dir: str | None = None  # the clean stage whose cleaned training file it fine-tuned on
-
-
-@dataclass
-class ExperimentSummary(Record):
-    """`experiment.json` of `dontstop run`: everything the report is drawn from."""
-
-    FILE: ClassVar[str] = "experiment.json"
-    OMIT_NONE: ClassVar[bool] = True
-
-    name: str
-    arms: list[ArmSummary]
-    config_path: str | None = None
-    settings: dict = field(default_factory=dict)
-    model: str | None = None
-    split: str | None = None
-    primary_metric: str | None = None
-    baseline: str | None = None
-    wall_seconds: float | None = None
-    run_seconds: float | None = None
-    inspect_dir: str | None = None
-    base_lm_eval: dict[str, CorpusLoss] = field(default_factory=dict)
-    stages_run: list[dict] = field(default_factory=list)
-
-    def arm(self, name: str) -> ArmSummary:
-        return next(arm for arm in self.arms if arm.name == name)

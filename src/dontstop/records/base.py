@@ -1,5 +1,5 @@
-"""A record: a dataclass saved as the JSON file it always was, and read back strictly (an unknown or missing key is
-one `UsageError` naming the file and the key). The records themselves, one per stage output, are in `records.py`."""
+"""The record machinery: a dataclass that saves as the JSON it always was and loads with its types checked, and the
+one place the Trainer's `eval_<set>_<metric>` keys are taken apart."""
 
 from __future__ import annotations
 
@@ -10,8 +10,40 @@ import types
 import typing
 from typing import ClassVar
 
-from .errors import UsageError
-from .outputs import write_json
+from ..errors import UsageError
+from ..outputs import write_json
+
+EVAL_METRICS = ("loss", "perplexity", "accuracy", "tokens", "runtime")
+
+
+def eval_key(key: str, prefix: str = "eval") -> tuple[str, str] | None:
+    """("validation", "loss") for "eval_validation_loss" (the set "eval" for a bare "eval_loss"); None for a key of
+    any other shape. With another `prefix`, the averaged weights' keys: "ema_eval_validation_loss"."""
+    head = f"{prefix}_"
+    if not key.startswith(head):
+        return None
+    rest = key[len(head) :]
+    for metric in EVAL_METRICS:
+        if rest == metric:
+            return "eval", metric
+        if rest.endswith(f"_{metric}"):
+            return rest[: -len(metric) - 1], metric
+    return None
+
+
+def eval_values(metrics: dict | None, metric: str = "loss", prefix: str = "eval") -> dict[str, float]:
+    """{held-out set: value} of one metric in a dict of evaluation results."""
+    found = {}
+    for key, value in (metrics or {}).items():
+        parsed = eval_key(key, prefix)
+        if parsed and parsed[1] == metric and isinstance(value, (int, float)):
+            found[parsed[0]] = value
+    return found
+
+
+def eval_name(name: str, metric: str = "loss", prefix: str = "eval") -> str:
+    """The key `eval_key` takes apart: eval_name("general") == "eval_general_loss"."""
+    return f"{prefix}_{metric}" if name == "eval" else f"{prefix}_{name}_{metric}"
 
 
 class Record:
@@ -122,3 +154,6 @@ def _plain(value):
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     return value
+
+
+# --- pretraining ------------------------------------------------------------------------------------------------
