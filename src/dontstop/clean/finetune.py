@@ -72,6 +72,7 @@ def fold_arguments(files: dict, directory: str, args, train_args):
         max_seq_length=args.max_seq_length,
         seeds="1",
         save_probabilities=True,
+        keep_models="none",  # only the held-out fold's probabilities are read
         **files,
     )
     fold_args = copy.copy(train_args)
