@@ -96,12 +96,25 @@ def sweep_work(stage: Stage) -> Work:
     return finetune_work(stage, runs=len(str(stage.options.get("learning_rate_candidates", "1,2,3,4")).split(",")))
 
 
+def clean_work(stage: Stage) -> Work:
+    """embed: every training text through the model once; finetune: a fine-tuning run per fold on the other folds,
+    scoring its fold."""
+    o = stage.options
+    folds, train = int(o.get("folds", 5)), lines(o.get("train_file")) or 1000
+    if o.get("mode", "embed") == "embed":
+        return Work(eval_tokens=train * int(o.get("max_seq_length") or 256), loads=1)
+    length, epochs = int(o.get("max_seq_length") or 128), float(o.get("num_train_epochs", 10))
+    dev = lines(o.get("validation_file")) or train // 10
+    return Work(epochs * (folds - 1) * train * length, folds * (epochs * dev + train / folds) * length, loads=folds)
+
+
 WORK = {
     "pretrain": pretrain_work,
     "finetune": finetune_work,
     "lr-sweep": sweep_work,
     "lm-eval": lm_eval_work,
     "inspect": inspect_work,
+    "clean": clean_work,
 }
 
 

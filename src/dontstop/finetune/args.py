@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from ..adapters import AdapterArguments
@@ -10,7 +11,11 @@ from ..errors import UsageError
 from ..recipe import RobertaRecipe
 from ..scoring import METRICS, PRIMARY_METRIC
 from ..tasks import Task
+from .losses import LOSSES, WEIGHTINGS
 from .methods import ADVERSARIES
+from .sampler import SAMPLERS
+
+logger = logging.getLogger(__name__)
 
 KEEP_MODELS = ("best", "all", "none")
 LEARNING_RATE_DEFAULT = "2e-5"  # the paper's, for RoBERTa-base
@@ -135,6 +140,14 @@ class TaskArguments:
             "const": "all",
         },
     )
+    save_probabilities: bool = field(
+        default=False,
+        metadata={
+            "help": "Also write each seed's class probabilities, seed-S/probabilities_{dev,test}.npy (one row per "
+            "example, one column per label in results.json's order); classification tasks.",
+            "fingerprint": "run",
+        },
+    )
 
     def __post_init__(self):
         # A YAML `keep_models: true` (the option was a flag) means all, `false` none.
@@ -196,6 +209,43 @@ class FinetuningArguments(AdapterArguments, AveragingArguments, RobertaRecipe):
     adv_epsilon: float = field(
         default=1.0, metadata={"bounds": "(0, inf)", "help": "FGM: norm of the embedding perturbation."}
     )
+    # Imbalanced classes: off by default, so a plain run is the paper's protocol.
+    class_weights: str = field(
+        default="none",
+        metadata={
+            "help": "Weigh each class's loss by its training count: inverse (1/n), sqrt_inverse (1/sqrt n) or "
+            "effective (the effective number of samples, Cui et al. 2019; see --class_weights_beta).",
+            "choices": list(WEIGHTINGS),
+        },
+    )
+    class_weights_beta: float = field(
+        default=0.999,
+        metadata={"bounds": "[0, 1)", "help": "--class_weights effective: beta (0: no reweighting; 1 - 1/n: 1/n)."},
+    )
+    loss: str = field(
+        default="cross_entropy",
+        metadata={"help": "The supervised loss: cross_entropy or focal (Lin et al. 2017).", "choices": list(LOSSES)},
+    )
+    focal_gamma: float = field(
+        default=2.0, metadata={"bounds": "[0, inf)", "help": "--loss focal: gamma (0 is cross-entropy)."}
+    )
+    sampler: str = field(
+        default="random",
+        metadata={
+            "help": "How an epoch draws training examples: random (each once), balanced (every class equally "
+            "often) or sqrt (classes in proportion to the square root of their size); single_label tasks.",
+            "choices": ["random", *SAMPLERS],
+        },
+    )
+
+    def imbalance(self) -> dict:
+        """The imbalance settings, for results.json."""
+        record = {"class_weights": self.class_weights, "loss": self.loss, "sampler": self.sampler}
+        if self.class_weights == "effective":
+            record["class_weights_beta"] = self.class_weights_beta
+        if self.loss == "focal":
+            record["focal_gamma"] = self.focal_gamma
+        return record
 
     def __post_init__(self):
         # --learning_rate auto: a placeholder rate until the sweep (sweep.py) sets the chosen one. A sweep file
@@ -263,6 +313,11 @@ def validate(task_args: TaskArguments, args: FinetuningArguments) -> list[int]:
         raise UsageError("--merge_adapter merges the kept models: --keep_models best or all")
     if args.adv_epsilon <= 0:
         raise UsageError(f"--adv_epsilon {args.adv_epsilon}: must be positive")
+    if args.sampler != "random" and args.class_weights != "none":
+        logger.warning(
+            "--sampler %s with --class_weights %s: the rare classes are favoured twice, by the draw and by the loss",
+            args.sampler, args.class_weights,
+        )  # fmt: skip
     for option in ("train_limit", "train_limit_per_class"):
         value = getattr(task_args, option)
         if value is not None and value < 1:
@@ -274,6 +329,14 @@ def validate(task_args: TaskArguments, args: FinetuningArguments) -> list[int]:
     if task_args.validation_limit is not None and task_args.validation_limit < 1:
         raise UsageError(f"--validation_limit {task_args.validation_limit}: must be at least 1")
     return parse_seeds(task_args.seeds, args.seed)
+
+
+def check_task_options(task: Task, args: FinetuningArguments) -> None:
+    """What the task's type rules out: class-aware sampling needs one class per example."""
+    if args.sampler != "random" and task.task_type != "single_label":
+        what = f"--sampler {args.sampler}"
+        raise UsageError(f"{what}: class-aware sampling needs a single_label task, not {task.task_type}")
+    selection_metric(task, args)  # an unknown metric fails now, not after the first epoch
 
 
 def selection_metric(task: Task, args: FinetuningArguments) -> str:
