@@ -75,7 +75,8 @@ def test_the_estimate_scales_each_kind_by_what_its_finished_stages_took():
     assert estimate.planned(first) == pytest.approx(10 * 2 * 8 * 0.01 + 1.0)  # tokens trained, one load
     estimate.learn(first, 2 * estimate.planned(first))  # it took twice the estimate
     assert estimate.remaining([second]) == pytest.approx(2 * (20 * 2 * 8 * 0.01 + 1.0))
-    # A kind not seen yet is scaled by all finished stages together.
+    # A kind not seen yet is scaled by all finished stages that ran the model together, not by one of fixed seconds.
+    estimate.learn(Stage("prepare", "data", {}), 0.01)
     assert estimate.remaining([finetune]) == pytest.approx(2 * estimate.planned(finetune))
 
 
