@@ -29,6 +29,7 @@ API = {
     "run_lm_eval": "lm-eval",
     "run_finetune": "finetune",
     "run_augment": "augment",
+    "run_clean": "clean",
 }
 
 __all__ = [*API, "run_experiment", "load_experiment"]

@@ -13,7 +13,9 @@ from ..averaging import WeightAverage
 from ..scoring import score
 from ..tasks import Encoded, Task, TaskSplit, decode, encode
 from .args import selection_metric
+from .losses import build_loss, class_counts, class_weights
 from .methods import Examples, Method, MethodContext, build_methods
+from .sampler import SAMPLERS, ClassAwareSampler
 from .trainer import BestEpoch, FinetuneTrainer
 
 # Dev metrics in the log: the evaluated weights' and, with weight averaging, the raw weights' beside them.
@@ -81,6 +83,10 @@ def seed_trainer(setup, seed: int, model, train, seed_dir: str, methods: list[Me
 
     seed_args = copy.copy(args)
     seed_args.seed, seed_args.data_seed, seed_args.output_dir = seed, seed, seed_dir
+    weights = class_weights(
+        class_counts(train["labels"], task.task_type, len(task.labels)), args.class_weights, args.class_weights_beta
+    )
+    sampler = ClassAwareSampler(train["labels"], SAMPLERS[args.sampler], seed) if args.sampler in SAMPLERS else None
     trainer = FinetuneTrainer(
         model=model,
         args=seed_args,
@@ -92,6 +98,8 @@ def seed_trainer(setup, seed: int, model, train, seed_dir: str, methods: list[Me
         callbacks=[best] + ([averager] if averager else []),
         methods=methods,
         averager=averager,
+        loss=build_loss(args, task.task_type, weights),
+        sampler=sampler,
     )
     return trainer, best
 

@@ -18,7 +18,7 @@ from ..averaging import WeightAverage
 from ..fingerprint import hash_json
 from ..models import MERGED_DIR
 from ..records import SeedResult
-from ..scoring import METRICS, aggregate
+from ..scoring import METRICS, aggregate, per_class
 from ..tasks import Task, TaskSplit, per_class_sample, stratified_sample
 from .args import FinetuningArguments, TaskArguments
 from .rounds import Round, train_round, with_examples
@@ -114,10 +114,17 @@ def run_seed(seed: int, model, setup: SeedSetup) -> SeedResult:
         record.rounds, record.chosen_round = [r.summary() for r in rounds], chosen.index
     if chosen.averager is not None:
         record.averaging = averaged_against_raw(chosen.best, chosen.averager, [*METRICS[task.task_type], "loss"])
+    weights = chosen.trainer.loss.weights
+    if weights is not None:
+        record.class_weights = {label: round(float(w), 6) for label, w in zip(task.labels, weights, strict=True)}
     os.makedirs(seed_dir, exist_ok=True)
+    record.per_class = {}
     for name, (predicted, logits) in chosen.predictions.items():
         split = task.dev if name == "dev" else task.test
+        record.per_class[name] = per_class(task.task_type, split.labels, predicted, task.labels)
         write_predictions(os.path.join(seed_dir, f"predictions_{name}.jsonl"), task, split, predicted, logits)
+        if setup.task_args.save_probabilities and task.task_type != "token":
+            np.save(os.path.join(seed_dir, f"probabilities_{name}.npy"), probabilities(task, logits))
     if setup.task_args.keep_models != "none":
         last = rounds[-1]
         if last is not chosen:  # the last round's trainer saves the chosen round's weights
@@ -159,12 +166,19 @@ def averaging_summary(records: list[SeedResult], metric_names: list[str]) -> dic
     }
 
 
+def probabilities(task: Task, logits: np.ndarray) -> np.ndarray:
+    """Class probabilities from logits: softmax (single_label), or each label's sigmoid (multi_label)."""
+    if task.task_type == "multi_label":
+        return 1 / (1 + np.exp(-logits))
+    shifted = np.exp(logits - logits.max(-1, keepdims=True))
+    return shifted / shifted.sum(-1, keepdims=True)
+
+
 def write_predictions(path: str, task: Task, split: TaskSplit, predicted: list, logits: np.ndarray) -> None:
     """One line per example: the line it came from, gold, prediction, and (classification) its probability."""
     confidence = None
     if task.task_type == "single_label":
-        shifted = logits - logits.max(-1, keepdims=True)
-        confidence = (np.exp(shifted).max(-1) / np.exp(shifted).sum(-1)).tolist()
+        confidence = probabilities(task, logits).max(-1).tolist()
     tmp = f"{path}.tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         for i, (line, gold, guess) in enumerate(zip(split.lines, split.labels, predicted, strict=True)):

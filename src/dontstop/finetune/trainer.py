@@ -1,6 +1,6 @@
 """The Trainer of fine-tuning: the standard loop, plus the hooks of the training methods (`methods/`: loss terms, an
-adversarial step) and the averaged weights evaluated beside the raw ones; and the callback that keeps the best
-epoch's weights."""
+adversarial step), the averaged weights evaluated beside the raw ones, a supervised loss of our own (`losses/`) and a
+class-aware sampler (`sampler.py`) where asked for; and the callback that keeps the best epoch's weights."""
 
 from __future__ import annotations
 
@@ -62,25 +62,44 @@ class BestEpoch(TrainerCallback):
 
 class FinetuneTrainer(AtomicCheckpoints, Trainer):
     """A Trainer that calls the hooks of the training methods (`methods/base.py`) and, with weight averaging,
-    evaluates the averaged weights beside the raw ones."""
+    evaluates the averaged weights beside the raw ones. The supervised loss is `loss` (`losses.build_loss`; the
+    model's own where that computes the same), and with a `sampler` the training examples are drawn by it (else by the
+    Trainer's own)."""
 
-    def __init__(self, *args, methods=(), averager: WeightAverage | None = None, **kwargs):
+    def __init__(self, *args, methods=(), averager: WeightAverage | None = None, loss=None, sampler=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.methods = list(methods)
         self.averager = averager
+        self.loss = loss
+        self.sampler = sampler
         quiet_trainer(self)  # a seed's outcome is one line (pipeline.seed_line)
         place_tracker_logs(self)
         # Classification heads accept **kwargs but ignore num_items_in_batch, so the Trainer must scale the loss for
         # gradient accumulation itself (huggingface/transformers#47688).
         self.model_accepts_loss_kwargs = False
 
+    def _get_train_sampler(self, train_dataset=None):
+        return self.sampler if self.sampler is not None else super()._get_train_sampler(train_dataset)
+
+    def supervised_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The chosen loss of `logits` against `labels`: what a method adding terms of its own (R-Drop, UDA, ...)
+        builds on."""
+        if self.loss is None:
+            raise RuntimeError("FinetuneTrainer was given no loss (losses.build_loss)")
+        return self.loss(logits, labels)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        """The loss plus every method's terms, in training; the plain loss in evaluation."""
-        if not (model.training and self.methods):
-            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        extra = {key: value for method in self.methods for key, value in method.forward_kwargs.items()}
-        loss, outputs = super().compute_loss(model, {**inputs, **extra}, True, num_items_in_batch)
-        for method in self.methods:
+        """The supervised loss plus, in training, every method's terms."""
+        methods = self.methods if model.training else []
+        extra = {key: value for method in methods for key, value in method.forward_kwargs.items()}
+        if self.loss is None or self.loss.plain:  # the model computes the same loss itself: its path, unchanged
+            loss, outputs = super().compute_loss(model, {**inputs, **extra}, True, num_items_in_batch)
+        else:
+            forward = {**inputs, **extra}
+            labels = forward.pop("labels")
+            outputs = model(**forward)
+            loss = self.supervised_loss(outputs.logits, labels)
+        for method in methods:
             loss = method.loss(self, model, inputs, outputs, loss)
         return (loss, outputs) if return_outputs else loss
 
