@@ -125,6 +125,14 @@ def test_rdrop_adds_nothing_without_dropout_and_a_divergence_with_it(tiny_bert_n
         assert (abs(loss.item() - outputs.loss.item()) > 1e-4) == changes, path
 
 
+def test_rdrop_builds_on_the_trainers_own_supervised_loss(tiny_bert, task_files, tmp_path):
+    argv = finetune_args(tiny_bert, task_files, tmp_path / "out", "--seeds", "1", "--train_limit", "12")
+    assert run_cli(*argv, "--rdrop_alpha", "1", "--class_weights", "inverse", "--loss", "focal") == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert set(results["methods"]) == {"rdrop"} and results["imbalance"]["loss"] == "focal"
+    assert math.isfinite(results["seeds"][0]["history"][0]["loss"])
+
+
 def test_supcon_by_hand_and_its_preference_for_aligned_classes():
     from dontstop.finetune.methods.contrastive import supcon
 
@@ -336,6 +344,8 @@ def numbers(entries: list[dict]) -> list[dict]:
         (["--uda_weight", "1"], "--uda_weight reads unlabeled text: give --unlabeled_file or --unlabeled_from_train"),
         (["--unlabeled_from_train"], "--unlabeled_from_train: no method reads unlabeled text"),
         (["--tsa", "linear"], "--tsa is UDA's training-signal annealing"),
+        (["--unlabeled_from_train", "--uda_weight", "1", "--tsa", "linear", "--loss", "focal"],
+         "--tsa linear with --loss focal --class_weights none: TSA masks the plain cross-entropy"),
     ],
 )  # fmt: skip
 def test_bad_method_input_is_one_line_exit_2_nothing_written(extra, error, tiny_bert, task_files, tmp_path, capsys):

@@ -330,6 +330,9 @@ def validate(task_args: TaskArguments, args: FinetuningArguments) -> list[int]:
         raise UsageError("--tsa is UDA's training-signal annealing: add --uda_weight")
     if args.tsa != "none" and args.rdrop_alpha:
         raise UsageError("--tsa with --rdrop_alpha: both rewrite the supervised loss; choose one")
+    if args.tsa != "none" and (args.loss != "cross_entropy" or args.class_weights != "none"):
+        with_loss = f"--loss {args.loss} --class_weights {args.class_weights}"
+        raise UsageError(f"--tsa {args.tsa} with {with_loss}: TSA masks the plain cross-entropy; choose one")
     if args.merge_adapter and task_args.keep_models == "none":
         raise UsageError("--merge_adapter merges the kept models: --keep_models best or all")
     if args.sampler != "random" and args.class_weights != "none":

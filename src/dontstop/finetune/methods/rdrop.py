@@ -30,8 +30,11 @@ class RDrop(Method):
 
     def loss(self, trainer, model, inputs, outputs, loss):
         second = model(**inputs)
-        # The two cross-entropies averaged, written as a term added to the loss so far (whatever else it holds).
-        return loss + 0.5 * (second.loss - outputs.loss) + self.alpha * symmetric_kl(outputs.logits, second.logits)
+        first_loss, second_loss = outputs.loss, second.loss
+        if first_loss is None:  # the trainer's own supervised loss (--loss focal, --class_weights): the model has none
+            first_loss, second_loss = (trainer.supervised_loss(o.logits, inputs["labels"]) for o in (outputs, second))
+        # The two supervised losses averaged, written as a term added to the loss so far (whatever else it holds).
+        return loss + 0.5 * (second_loss - first_loss) + self.alpha * symmetric_kl(outputs.logits, second.logits)
 
 
 def symmetric_kl(first, second):
