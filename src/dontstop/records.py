@@ -186,6 +186,8 @@ class PretrainMetrics(Record):
     adapter: dict | None = None
     # weights of the starting checkpoint the LM head does not use (BERT's pooler), saved with the model unchanged
     carried_weights: list[str] | None = None
+    knowledge: dict | None = None  # --glossary/--triples: what was expanded (knowledge.expand.expansion_stats)
+    ngram_adapter: dict | None = None  # --ngram_adapter: {"ngrams", "layers", "parameters", "frozen_model"}
 
     def losses(self, which: str = "after") -> dict[str, float]:
         """{held-out set: loss}: "before" training, "after" it, or at the "start" (after the head warm-up where there
@@ -278,6 +280,7 @@ class FinetuneResults(Record):
     adapter: dict | None = None
     wall_seconds: float | None = None
     new_parameters: list[str] | None = None  # weights the checkpoint lacked, initialised afresh (the task head)
+    knowledge: dict | None = None  # --glossary/--triples: split -> what was expanded (expand.expansion_stats)
 
     def values(self, split: str, metric: str) -> list[float]:
         return [float(getattr(seed, split)[metric]) for seed in self.seeds]
@@ -344,6 +347,7 @@ class MinedWords(Record):
     new_words_written: int | None = None
     base_dicts: list[str] = field(default_factory=list)
     settings: dict | None = None
+    long_tail: dict | None = None  # --long_tail: {"scored", "written", "head", "contexts_per_word", "in_glossary"}
 
 
 @dataclass

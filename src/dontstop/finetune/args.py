@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from ..adapters import AdapterArguments
 from ..averaging import AveragingArguments
 from ..errors import UsageError
+from ..knowledge.expand import KnowledgeArguments
 from ..recipe import RobertaRecipe
 from ..scoring import METRICS, PRIMARY_METRIC
 from ..tasks import Task
@@ -14,7 +15,7 @@ from .methods import ADVERSARIES
 
 
 @dataclass
-class TaskArguments:
+class TaskArguments(KnowledgeArguments):
     model_name_or_path: str | None = field(
         default=None,
         metadata={
@@ -117,6 +118,16 @@ class TaskArguments:
         default=False,
         metadata={"help": "Save each seed's best model in OUTPUT_DIR/seed-S/model (off: disk).", "fingerprint": "run"},
     )
+    # The classifier reads the text: with one_way attention no appended knowledge could reach it.
+    knowledge_attention: str = field(
+        default="both_ways",
+        metadata={
+            "help": "With --glossary/--triples: both_ways, a term also sees its appended text, through which the "
+            "knowledge reaches the classifier (K-BERT); one_way, it does not (the text's hidden states, and so the "
+            "predictions, are those without the knowledge).",
+            "choices": ["one_way", "both_ways"],
+        },
+    )
 
 
 @dataclass
@@ -204,6 +215,7 @@ def validate(task_args: TaskArguments, args: FinetuningArguments) -> list[int]:
         raise UsageError("--train_limit and --train_limit_per_class: choose one")
     if str(getattr(args.eval_strategy, "value", args.eval_strategy)) == "no":
         raise UsageError("--eval_strategy no: the best epoch is chosen on the dev set, so evaluation must run")
+    task_args.check_knowledge(task_args.max_seq_length)
     if task_args.validation_limit is not None and task_args.validation_limit < 1:
         raise UsageError(f"--validation_limit {task_args.validation_limit}: must be at least 1")
     return parse_seeds(task_args.seeds, args.seed)

@@ -19,7 +19,7 @@ from ..models import MERGED_DIR
 from ..records import SeedResult
 from ..scoring import METRICS, aggregate, score
 from ..tasks import Encoded, Task, TaskSplit, decode, per_class_sample, stratified_sample
-from .args import FinetuningArguments, TaskArguments, selection_metric
+from .args import TaskArguments, selection_metric
 from .methods import ADVERSARIES
 from .trainer import BestEpoch, FinetuneTrainer
 
@@ -51,13 +51,18 @@ def training_examples(task: Task, encoded, task_args: TaskArguments, seed: int):
     return train, hash_json([task.train.sha256, [int(i) for i in indices]])[:16]
 
 
-def seed_trainer(seed: int, task: Task, model, tokenizer, encoded, train, args: FinetuningArguments, seed_dir: str):
+def seed_trainer(seed: int, task: Task, model, tokenizer, encoded, train, task_args, args, seed_dir: str):
     """(trainer, best-epoch callback) of one seed."""
     from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding
 
     collator = (DataCollatorForTokenClassification if task.task_type == "token" else DataCollatorWithPadding)(
         tokenizer
     )
+    knowledge = "knowledge_slot" in encoded["train"].dataset.column_names
+    if knowledge:  # --glossary/--triples: the 4-D mask of who sees the appended knowledge
+        from ..knowledge.visibility import KnowledgeCollator
+
+        collator = KnowledgeCollator(collator, task_args.knowledge_attention == "both_ways")
     metric = selection_metric(task, args)
     greater = args.greater_is_better if args.metric_for_best_model else None
     averager = args.averager()
@@ -71,6 +76,7 @@ def seed_trainer(seed: int, task: Task, model, tokenizer, encoded, train, args: 
 
     seed_args = copy.copy(args)
     seed_args.seed, seed_args.data_seed, seed_args.output_dir = seed, seed, seed_dir
+    seed_args.remove_unused_columns = not knowledge  # the knowledge columns are the collator's, not the model's
     adversary = None
     if args.adversarial != "none":
         adversary = ADVERSARIES[args.adversarial](model.get_input_embeddings(), args.adv_epsilon)
@@ -94,7 +100,7 @@ def run_seed(seed, task, model, tokenizer, encoded, task_args, args, output_dir,
     epoch, timing, history), also written to seed-S/result.json."""
     seed_dir = os.path.join(output_dir, f"seed-{seed}")
     train, draw = training_examples(task, encoded, task_args, seed)
-    trainer, best = seed_trainer(seed, task, model, tokenizer, encoded, train, args, seed_dir)
+    trainer, best = seed_trainer(seed, task, model, tokenizer, encoded, train, task_args, args, seed_dir)
     averager = trainer.averager
     started = time.time()
     trainer.train()

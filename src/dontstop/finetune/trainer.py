@@ -11,6 +11,7 @@ from transformers import Trainer, TrainerCallback
 
 from ..averaging import WeightAverage
 from ..checkpoints import AtomicCheckpoints
+from ..knowledge.ngram_adapter import SavesNgramAdapter
 
 
 class BestEpoch(TrainerCallback):
@@ -56,7 +57,7 @@ class BestEpoch(TrainerCallback):
             model.load_state_dict(self.best_state)
 
 
-class FinetuneTrainer(AtomicCheckpoints, Trainer):
+class FinetuneTrainer(SavesNgramAdapter, AtomicCheckpoints, Trainer):
     """A Trainer that adds an adversarial pass to each step and, with weight averaging, evaluates the averaged
     weights beside the raw ones."""
 
