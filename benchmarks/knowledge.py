@@ -166,6 +166,26 @@ def compare(bench: Bench, runs: list[tuple[str, str]], label: str) -> None:
     bench.say()
 
 
+def term_shares(bench: Bench, terms: str) -> None:
+    """The share of the task's texts holding at least one of the terms to expand, per split (the whole text)."""
+    from transformers import AutoTokenizer
+
+    from dontstop.knowledge.expand import Knowledge
+    from dontstop.knowledge.sources import read_glossary, read_terms
+    from dontstop.models import resolve_model_path
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(MODEL))
+    knowledge = Knowledge(tokenizer, read_glossary(GLOSSARY), read_terms(terms, "terms"), tokenizer.sep_token_id, 32)
+    for split in ("train", "test"):
+        with open(f"{bench.task}/{split}.jsonl", encoding="utf-8") as f:
+            texts = [json.loads(line)["text"] for line in f]
+        ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+        holding = sum(bool(knowledge.matcher.find(row)) for row in ids)
+        share = 100 * holding / len(texts)
+        bench.say(f"{split}: {holding:,} of {len(texts):,} task texts ({share:.1f}%) hold at least one long-tail term "
+                  "the glossary defines")  # fmt: skip
+
+
 def word_loss_table(bench: Bench, models: dict[str, str], words: list[str], defined: set[str]) -> dict:
     """The mean whole-word masked-LM loss of the long-tail words in the test texts, per model."""
     from dontstop.knowledge.longtail import occurrences, whole_word_losses
@@ -231,9 +251,11 @@ def main(argv: list[str]) -> int:
     }
     with open(os.path.join(arms["glossary"], "metrics.json"), encoding="utf-8") as f:
         k = json.load(f)["knowledge"]
-    bench.say(f"glossary arm: {k['examples_with_terms']:,} of {k['examples']:,} task training examples "
-              f"({100 * k['share_with_terms']:.1f}%) had at least one expanded term; {k['terms_expanded']:,} terms "
-              f"({k['distinct_terms']} distinct), {k['appended_tokens']:,} appended tokens")  # fmt: skip
+    bench.say(f"glossary arm: {k['examples_with_terms']:,} of its {k['examples']:,} TAPT examples (texts cut into "
+              f"pieces of {TEXT_TOKENS} tokens; {100 * k['share_with_terms']:.1f}%) got a definition: "
+              f"{k['terms_expanded']:,} terms ({k['distinct_terms']} distinct), {k['appended_tokens']:,} appended "
+              "tokens")  # fmt: skip
+    term_shares(bench, terms)
     tuned = {name: finetune(bench, s, name, model) for name, model in arms.items()}
     if opts.with_base:
         tuned["base"] = finetune(bench, s, "base", MODEL)

@@ -257,3 +257,44 @@ def test_contrast_mining_keeps_only_words_absent_from_the_reference(tmp_path):
              for name in ("all", "new")}  # fmt: skip
     assert words["new"] and set(words["new"]) < set(words["all"])
     assert all("flux" in w or "capacitor" in w for w in words["new"]), words["new"]
+
+
+# --- arms of an experiment ----------------------------------------------------------------------------------------
+
+
+def test_glossary_triples_and_ngram_adapter_arms_plan_and_report(tmp_path, tiny_bert):
+    import yaml
+
+    from dontstop.experiment import load_experiment
+    from dontstop.records import PretrainMetrics, StageSummary
+    from dontstop.report.sections import stage_line
+
+    data = tmp_path / "data"
+    data.mkdir()
+    write_jsonl(data / "domain.jsonl", synthetic_documents(60, seed=1))
+    write_jsonl(data / "general.jsonl", synthetic_documents(30, seed=2))
+    for split, seed in (("train", 0), ("dev", 1)):
+        write_rows(data / f"{split}.jsonl", separable_task(16, seed))
+    write(data / "glossary.tsv", GLOSSARY)
+    write(data / "facts.tsv", "kernel\tpart_of\toperating system\n")
+    config = {
+        "model": tiny_bert, "corpora": {"domain": "data/domain.jsonl", "general": "data/general.jsonl"},
+        "task": {"train": "data/train.jsonl", "dev": "data/dev.jsonl"}, "inspect": False, "mine": {"long_tail": True},
+        "arms": ["tapt", {"name": "tapt-glossary", "arm": "tapt", "pretrain": {"glossary": "data/glossary.tsv"}},
+                 {"name": "tapt-facts", "arm": "tapt", "pretrain": {"triples": "data/facts.tsv"}},
+                 {"name": "tapt-ngram", "arm": "tapt", "pretrain": {"ngram_adapter": True}}],
+    }  # fmt: skip
+    (tmp_path / "x.yaml").write_text(yaml.safe_dump(config))
+    plan = load_experiment(str(tmp_path / "x.yaml"), str(tmp_path / "out"))
+    mine = next(s for s in plan.stages if s.kind == "mine")
+    assert mine.options["model_name_or_path"] == tiny_bert  # the long tail of the model the arms start from
+    tapt, glossary, facts, ngram = (arm.chain[-1].options for arm in plan.arms)
+    assert glossary["glossary"] == str(data / "glossary.tsv") and facts["triples"] == str(data / "facts.tsv")
+    assert glossary["knowledge_terms"].path == "long_tail.tsv" and glossary["knowledge_terms"].stage is mine
+    assert ngram["ngrams"].path == "words.tsv" and "ngrams" not in tapt and "knowledge_terms" not in tapt
+    metrics = PretrainMetrics(
+        "mlm", knowledge={"terms_expanded": 31, "distinct_terms": 4, "examples_with_terms": 20, "examples": 80},
+        ngram_adapter={"ngrams": 120, "layers": 2, "parameters": 1, "frozen_model": False},
+    )  # fmt: skip
+    line = stage_line(StageSummary("tapt.tapt-glossary", "pretrain", metrics=metrics))
+    assert "knowledge: 31 terms (4 distinct) expanded in 20 of 80 examples" in line and "120 n-grams" in line
