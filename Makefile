@@ -4,7 +4,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-fast lint bench clean-venv
+.PHONY: demo test test-fast lint options bench clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test-fast: $(VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests benchmarks
+
+# After changing a stage's options: rewrite the snapshots `--help` and early errors are answered from (preflight.py).
+options: $(VENV)/.installed
+	$(BIN)/python -m dontstop.preflight
 
 bench: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/pretrain_throughput.py

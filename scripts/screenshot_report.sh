@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Look at an experiment report the way people will: a headless Chromium screenshot, and a PDF for how it prints.
 #
-#   scripts/screenshot_report.sh runs/demo/report/report.html   # -> report.png and report.pdf beside it
+#   scripts/screenshot_report.sh runs/demo/report.html   # -> report.png and report.pdf beside it
 #   scripts/screenshot_report.sh                                # the test suite's fake experiment, in /tmp
 #
 # Needs chromium (Debian: apt-get install -y chromium); not part of the test suite.

@@ -449,7 +449,10 @@ def test_bad_finetune_adapter_options(domain_run, task_files, tmp_path, capsys):
     out = tmp_path / "ft"
     for extra, message in (
         (["--adapter", "lora", "--adversarial", "fgm"], "--adversarial with --adapter lora"),
-        (["--adapter", "lora", "--merge_adapter"], "--merge_adapter merges the kept models: add --keep_models"),
+        (
+            ["--adapter", "lora", "--merge_adapter", "--keep_models", "none"],
+            "--merge_adapter merges the kept models: --keep_models best or all",
+        ),
         (["--merge_adapter", "--keep_models"], "--merge_adapter needs --adapter lora"),
     ):
         assert main(["finetune", *finetune_args(domain, task_files, out, *extra)]) == 2

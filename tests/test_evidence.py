@@ -79,7 +79,7 @@ def test_the_task_head_is_seeded_by_seed_and_name_whatever_the_checkpoint_lacked
     import torch
 
     from dontstop.finetune.args import FinetuningArguments, TaskArguments
-    from dontstop.finetune.pipeline import load_seeded_model, load_tokenizer_and_config, read_task
+    from dontstop.finetune.setup import load_seeded_model, load_tokenizer_and_config, read_task
 
     heads = {}
     for name, model in (("no pooler", tiny_bert), ("pooler", bert_with_pooler)):
@@ -194,3 +194,28 @@ def test_compare_pairs_runs_with_equal_draws_and_says_why_it_does_not(tmp_path):
         f"this design detects (80% power): {100 * welch_row['power']['detectable']:.1f}; seeds per arm to detect the "
         f"observed Δ: {welch_row['power']['seeds_needed']}."
     ]
+
+
+def test_a_design_check_is_reported_and_kept_out_of_the_verdict_and_the_correction(tmp_path):
+    from dontstop.compare import compare_runs, load_run
+    from dontstop.report import verdict
+
+    draws = ["d1", "d2", "d3"]
+    base = write_seeds(tmp_path / "base", [0.60, 0.70, 0.80], draws)
+    better = write_seeds(tmp_path / "better", [0.62, 0.71, 0.82], draws)
+    same = write_seeds(tmp_path / "same", [0.60, 0.70, 0.80], draws)
+    off = write_seeds(tmp_path / "off", [0.60, 0.71, 0.80], draws)
+    runs = [load_run(f"{name}={path}") for name, path in (("base", base), ("better", better), ("same", same))]
+    comparison = compare_runs(runs, checks={"same": "identity"})
+    comparison["primary_metric"] = "accuracy"
+    better_row = comparison["runs"][1]["metrics"]["accuracy"]
+    assert better_row["p_holm"] == better_row["p_value"]  # a family of one: the check is not counted
+    assert comparison["runs"][2]["check"]["passed"]
+    text = verdict(comparison)["text"]
+    assert text.startswith("**better** is best") and text.endswith("Identity check **same**: the same accuracy as "
+                                                                     "base on 3 of 3 seeds.")  # fmt: skip
+    comparison = compare_runs([*runs[:2], load_run(f"off={off}")], checks={"off": "identity"})
+    comparison["primary_metric"] = "accuracy"
+    assert not comparison["runs"][2]["check"]["passed"]
+    assert "**Identity check off failed**: the same accuracy as base on only 2 of 3 seeds (largest difference " \
+        "+1.0 points)" in verdict(comparison)["text"]  # fmt: skip

@@ -67,6 +67,7 @@ def test_tiny_experiment_runs_end_to_end_then_caches_and_reruns_only_what_change
     }
     baseline, tapt = summary["arms"]
     assert [a["name"] for a in summary["arms"]] == ["baseline", "tapt"]
+    assert summary["estimated_seconds"] > 0  # said before the first stage, kept beside the wall time
     assert baseline["stages"] == [] and baseline["lm_eval"] == {}
     results = json.load(open(os.path.join(tapt["finetune_dir"], "results.json")))
     assert [s["seed"] for s in results["seeds"]] == [42, 43]
@@ -182,6 +183,7 @@ def test_knn_tapt_selects_from_the_domain_training_split(tiny_bert, tmp_path):
         ({"colours": 3}, "unknown key(s) colours"),
         ({"arms": ["baseline", "baseline"]}, "arm names must be distinct"),
         ({"arms": [{"name": "x", "chain": [{"train": {}}]}]}, "expected {pretrain: {...}} or {select: {...}}"),
+        ({"arms": [{"name": "x", "arm": "dapt", "check": "same"}]}, "check: 'same' is not one of identity"),
     ],
 )
 def test_bad_experiment_files_fail_with_one_line_naming_the_key(tiny_bert, tmp_path, change, message):

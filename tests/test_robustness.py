@@ -141,9 +141,10 @@ def test_run_checks_every_input_before_the_first_stage(tiny_bert, tmp_path):
     write_rows(data / "train.jsonl", separable_task(24, 0))
     write_rows(data / "dev.jsonl", separable_task(8, 1))
     bad_utf8 = write_bytes(data / "latin1.jsonl", b'{"text": "caf\xe9"}\n')
-    base = {"model": tiny_bert, "task": {"train": "data/train.jsonl", "dev": "data/dev.jsonl"}, "arms": ["baseline"]}
+    base = {"model": tiny_bert, "task": {"train": "data/train.jsonl", "dev": "data/dev.jsonl"}, "arms": ["baseline"],
+            "held_out": {"documents": 4}}  # fmt: skip
     for corpora, said in (
-        ({"domain": "data/one.jsonl"}, "corpora.domain: one document"),
+        ({"domain": "data/one.jsonl"}, "corpora.domain: 1 documents, and held_out.documents holds 4 out of"),
         ({"domain": "data/latin1.jsonl"}, f"{bad_utf8}:1: invalid UTF-8"),
         (
             {"domain": "data/domain.jsonl", "general": "data/missing.jsonl"},

@@ -163,6 +163,6 @@ def set_implementation(model, requested: str, segmented: bool, half_precision: b
     if segmented:
         how = "flash attention's varlen kernel" if uses_varlen(implementation) else f"{implementation} with a 4-D mask"
         logger.info("Attention confined to each segment through %s", how)
-    else:
-        logger.info("Attention implementation: %s", implementation)
+    else:  # the model's own: news only when debugging
+        logger.debug("Attention implementation: %s", implementation)
     return implementation

@@ -7,8 +7,6 @@ Bad input anywhere becomes one line on stderr and exit status 2.
 
 from __future__ import annotations
 
-import logging
-import os
 import sys
 
 from .config import STAGES, make_parser, parse_with_config, stage_module
@@ -31,15 +29,6 @@ def top_level_help() -> str:
     return "\n".join(lines)
 
 
-def setup_logging() -> None:
-    """dontstop's own messages at INFO (or $DONTSTOP_LOG_LEVEL); other libraries' at WARNING and above only: their
-    loaders' chatter (faiss, datasets) is not the user's business."""
-    level = os.environ.get("DONTSTOP_LOG_LEVEL", "INFO").upper()
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger().setLevel(max(logging.WARNING, logging.getLevelName(level)))
-    logging.getLogger("dontstop").setLevel(level)
-
-
 def dispatch(stage: str, argv: list[str]) -> int:
     module = stage_module(stage)
     if hasattr(module, "main"):
@@ -53,12 +42,17 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(top_level_help())
         return 0
-    stage, rest = argv[0], argv[1:]
+    stage, rest = argv[0], [a for a in argv[1:] if a != "--verbose"]
     if stage not in STAGES:
         print(f"dontstop: error: unknown stage {stage!r} (stages: {', '.join(STAGES)})", file=sys.stderr)
         return 2
-    setup_logging()
+    from . import logs
+
+    logs.setup(verbose_="--verbose" in argv[1:])
     try:
+        from . import preflight
+
+        preflight.check(stage, rest)  # --help and typing mistakes, answered before torch loads
         return dispatch(stage, rest)
     except UsageError as e:
         print(f"dontstop {stage}: error: {e}", file=sys.stderr)

@@ -143,10 +143,15 @@ def compare_metric(base: Run, run: Run, split: str, metric: str, note: str | Non
     return {**aggregate(theirs), **test}
 
 
-def compare_runs(runs: list[Run], split: str = "test", metrics: list[str] | None = None) -> dict:
+def compare_runs(
+    runs: list[Run], split: str = "test", metrics: list[str] | None = None, checks: dict[str, str] | None = None
+) -> dict:
     """Per run and metric: mean, std (ddof=1), n and values; per later run, the test against the first (paired when
     the draws match), its p corrected by Holm's method for the number of runs compared, and the paired bootstrap
-    over test examples where the per-seed predictions are there."""
+    over test examples where the per-seed predictions are there. `checks` names runs that check the design
+    ({name: "identity"}: must score as the first, seed for seed): each gets its check's outcome, and none is
+    counted in the correction."""
+    checks = checks or {}
     available = available_metrics(runs, split)
     unknown = [m for m in metrics or [] if m not in available]
     if unknown:
@@ -166,25 +171,44 @@ def compare_runs(runs: list[Run], split: str = "test", metrics: list[str] | None
         note = pairing(base, run)
         row["paired"] = note is None
         row["metrics"] = {m: compare_metric(base, run, split, m, note) for m in metrics}
+        if run.name in checks:
+            row["check"] = identity_check(base, run, split, metrics[0])
         other = predictions(run, split) if gold is not None else None
         if other is not None and other[0] == gold[0]:
             intervals = bootstrap_difference(base.results.task_type, gold[0], gold[1], other[1], metrics)
             for m in metrics:
                 row["metrics"][m]["bootstrap"] = intervals[m]
         rows.append(row)
-    for m in metrics:  # the family: every run against the baseline, on this metric
-        family = [row["metrics"][m] for row in rows[1:]]
+    compared = [row for row in rows[1:] if "check" not in row]
+    for m in metrics:  # the family: every run against the baseline, on this metric (design checks aside)
+        family = [row["metrics"][m] for row in compared]
         for stats, corrected in zip(family, holm([s["p_value"] for s in family]), strict=True):
             stats["p_holm"] = corrected
             stats["significant"] = corrected is not None and corrected < ALPHA
-    tests = sorted({row["metrics"][m]["test"] for row in rows[1:] for m in metrics})
+    tests = sorted({row["metrics"][m]["test"] for row in compared for m in metrics})
     return {
         "split": split,
         "baseline": base.name,
         "metrics": metrics,
-        "method": method(tests, len(rows) - 1),
+        "method": method(tests, len(compared)),
         "alpha": ALPHA,
         "runs": rows,
+    }
+
+
+def identity_check(base: Run, run: Run, split: str, metric: str) -> dict:
+    """An arm that must change nothing: its per-seed scores against the baseline's, seed by seed."""
+    ours = dict(zip([s.seed for s in base.results.seeds], base.values(split, metric), strict=True))
+    theirs = dict(zip([s.seed for s in run.results.seeds], run.values(split, metric), strict=True))
+    shared = [seed for seed in ours if seed in theirs]
+    differences = [abs(theirs[seed] - ours[seed]) for seed in shared]
+    return {
+        "kind": "identity",
+        "metric": metric,
+        "seeds": len(shared),
+        "equal": sum(d == 0 for d in differences),
+        "largest_difference": max(differences, default=None),
+        "passed": bool(shared) and all(d == 0 for d in differences),
     }
 
 

@@ -38,7 +38,8 @@ STAGES = {
     "vocab": ("dontstop.vocab", "extend a model's vocabulary with mined words (new rows = mean of their old pieces)"),
     "preview": ("dontstop.preview", "show a corpus masked as pretrain would mask it (units, rate, unit lengths)"),
     "finetune": ("dontstop.finetune", "fine-tune a checkpoint on a labelled task over seeds: dev/test mean ± std"),
-    "compare": ("dontstop.compare", "compare finetune runs: mean ± std, deltas and Welch's t-test against the first"),
+    "lr-sweep": ("dontstop.finetune.sweep", "choose the fine-tuning learning rate on dev (first seed, each rate)"),
+    "compare": ("dontstop.compare", "compare finetune runs: mean ± std, deltas, paired (or Welch) tests, Holm"),
     "run": ("dontstop.experiment", "an experiment: arms (baseline, DAPT, TAPT, ...) fine-tuned over seeds, a report"),
     "demo": ("dontstop.demo", "the embedded demo experiment (examples/demo.yaml): the same as `dontstop run`"),
 }
@@ -180,22 +181,27 @@ def bounds_of(instance, field: dataclasses.Field) -> str | None:
 
 def check_bounds(instances, where: str = "") -> None:
     """Every number within the `bounds` of its field; else a UsageError naming the option and the interval."""
-    import math
-    import re
-
     for instance in instances:
         for field in dataclasses.fields(instance):
             interval, value = bounds_of(instance, field), getattr(instance, field.name, None)
             if interval is None or value is None or isinstance(value, bool):
                 continue
-            opening, low, high, closing = re.fullmatch(r"([\[(])\s*(\S+?)\s*,\s*(\S+?)\s*([\])])", interval).groups()
-            low, high = float(low), float(high)
             for number in value if isinstance(value, list) else [value]:
-                inside = (number > low or (opening == "[" and number == low)) and (
-                    number < high or (closing == "]" and number == high)
-                )
-                if not inside or (isinstance(number, float) and math.isnan(number)):
-                    raise UsageError(f"{where}--{field.name} {number}: must be in {interval}")
+                check_within(interval, number, f"{where}--{field.name}")
+
+
+def check_within(interval: str, number: float, option: str) -> None:
+    """A UsageError unless `number` lies in `interval` ("(0, 1]", "[1, inf)")."""
+    import math
+    import re
+
+    opening, low, high, closing = re.fullmatch(r"([\[(])\s*(\S+?)\s*,\s*(\S+?)\s*([\])])", interval).groups()
+    low, high = float(low), float(high)
+    inside = (number > low or (opening == "[" and number == low)) and (
+        number < high or (closing == "]" and number == high)
+    )
+    if not inside or (isinstance(number, float) and math.isnan(number)):
+        raise UsageError(f"{option} {number}: must be in {interval}")
 
 
 def first_line(error: BaseException) -> str:

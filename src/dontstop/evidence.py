@@ -9,8 +9,10 @@ are independent samples and Welch's test is used, with a note saying why.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import statistics
+import warnings
 
 import numpy as np
 
@@ -23,6 +25,19 @@ def _none(delta: float, note: str) -> dict:
     return {"delta": delta, "t": None, "df": None, "ci_low": None, "ci_high": None, "p_value": None, "p_note": note}
 
 
+def constant(values: list[float]) -> bool:
+    """No spread beyond floating-point noise (0.1 - 0.2 at every seed differs in the 17th digit)."""
+    return statistics.pstdev(values) <= 1e-12 * max(1.0, max(abs(v) for v in values))
+
+
+@contextlib.contextmanager
+def quiet_scipy():
+    """scipy's RuntimeWarnings about nearly identical data: the degenerate cases are caught before it is called."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+
+
 def welch(a: list[float], b: list[float]) -> dict:
     """Welch's t-test of mean(b) - mean(a): delta, t, df, 95% CI and two-sided p, or p None with the reason."""
     from scipy import stats
@@ -30,10 +45,11 @@ def welch(a: list[float], b: list[float]) -> dict:
     delta = statistics.fmean(b) - statistics.fmean(a)
     if len(a) < 2 or len(b) < 2:
         out = _none(delta, "fewer than 2 seeds on a side")
-    elif statistics.variance(a) == 0 and statistics.variance(b) == 0:
+    elif constant(a) and constant(b):
         out = _none(delta, "no variance on either side")
     else:
-        result = stats.ttest_ind(b, a, equal_var=False)
+        with quiet_scipy():  # one constant side is fine for Welch; scipy warns of it all the same
+            result = stats.ttest_ind(b, a, equal_var=False)
         ci = result.confidence_interval(confidence_level=1 - ALPHA)
         out = {"delta": delta, "t": float(result.statistic), "df": float(result.df), "p_value": float(result.pvalue)}
         out.update(ci_low=float(ci.low), ci_high=float(ci.high), p_note=None)
@@ -50,10 +66,11 @@ def paired(a: list[float], b: list[float]) -> dict:
     delta = statistics.fmean(differences)
     if len(differences) < 2:
         out = _none(delta, "fewer than 2 paired seeds")
-    elif statistics.variance(differences) == 0:
+    elif constant(differences):
         out = _none(delta, "the same difference at every seed" if delta else "no difference at any seed")
     else:
-        result = stats.ttest_rel(b, a)
+        with quiet_scipy():
+            result = stats.ttest_rel(b, a)
         ci = result.confidence_interval(confidence_level=1 - ALPHA)
         out = {"delta": delta, "t": float(result.statistic), "df": float(result.df), "p_value": float(result.pvalue)}
         out.update(ci_low=float(ci.low), ci_high=float(ci.high), p_note=None)

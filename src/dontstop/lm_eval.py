@@ -225,10 +225,10 @@ def run_lm_eval(args: LMEvalArguments) -> LMEvaluation:
         write_json(path("dontstop_config.json"), asdict(args))
         with open(path("README.md"), "w", encoding="utf-8") as f:
             f.write(readme(record, args))
-    for name, loss in record.losses.items():
-        logger.info(
-            "%s: %s loss %s", name, loss.objective.upper(), "n/a" if loss.lm_loss is None else f"{loss.lm_loss:.4f}"
-        )
+    losses = [f"{name} {'n/a' if loss.lm_loss is None else f'{loss.lm_loss:.4f}'}" for name, loss in
+              record.losses.items()]  # fmt: skip
+    objective = next(iter(record.losses.values())).objective.upper() if record.losses else "LM"
+    logger.info("Held-out %s loss: %s", objective, ", ".join(losses))
     return record
 
 

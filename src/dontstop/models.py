@@ -43,6 +43,30 @@ def resolve_model_path(name: str) -> str:
     raise UsageError(f"{name}: package {package!r} holds no model (no config.json in it or in its model/ folder)")
 
 
+def hub_base_model(name: str | None) -> str | None:
+    """The `base_model:` of a model card for a model continued from `name`: a hub id as is; a local directory's
+    own card's `base_model:` (so a chain of local stages names the hub model it started from); else None (a model
+    card's base_model must be a hub id)."""
+    import re
+
+    if not name:
+        return None
+    try:
+        path = resolve_model_path(name)
+    except UsageError:
+        return None
+    if os.path.isdir(path):
+        card = os.path.join(path, "README.md")
+        if not os.path.exists(card):
+            return None
+        with open(card, encoding="utf-8", errors="replace") as f:
+            head = f.read(4096)
+        front = re.match(r"---\n(.*?)\n---", head, re.S)
+        found = re.search(r"^base_model:\s*(\S+)\s*$", front.group(1), re.M) if front else None
+        return found.group(1) if found else None
+    return name if re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", name) else None
+
+
 def load_failure(source: str, error: BaseException) -> UsageError:
     return UsageError(f"cannot load model {source!r}: {first_line(error)}")
 
@@ -265,7 +289,8 @@ def load_language_model(
     missing = set(info["missing_keys"])
     new_params = {name for name, _ in model.named_parameters() if name in missing}
     if new_params:
-        logger.info("Newly initialised weights (absent from the checkpoint): %s", ", ".join(sorted(new_params)))
+        # The stage says what it does about them (a head warm-up) in its own words; the names are for debugging.
+        logger.debug("Newly initialised weights (absent from the checkpoint): %s", ", ".join(sorted(new_params)))
     return LanguageModel(model, tokenizer, objective, new_params, source)
 
 

@@ -36,7 +36,10 @@ class PrepareArguments:
     text_column: str = field(default="text", metadata={"help": "Column of the text in the task files."})
     held_out_documents: int = field(
         default=100,
-        metadata={"help": "Documents held out of each corpus (at most a tenth of it, so most is left to train on)."},
+        metadata={
+            "help": "Documents held out of each corpus (each must have more): never trained on, they measure "
+            "the held-out loss of the domain and, on the general corpus, forgetting."
+        },
     )
     seed: int = field(default=42, metadata={"help": "Seed of the draw of held-out documents."})
     output_dir: str | None = field(default=None, metadata={"help": "Where the files go.", "fingerprint": False})
@@ -62,7 +65,8 @@ def write_split(texts, path, name: str, held_name: str | None = None, held=froze
     counts = dict.fromkeys(names, 0)
     files = {n: open(path(f"{n}.jsonl"), "w", encoding="utf-8") for n in names}
     try:
-        for i, text in enumerate(tqdm(texts, total=total, desc=f"writing {name}", unit="doc", leave=False)):
+        # Kept on screen when done: a bar cleared at once leaves only its first frame ("0doc") in a log file.
+        for i, text in enumerate(tqdm(texts, total=total, desc=f"writing {name}", unit=" documents")):
             target = held_name if i in held else name
             files[target].write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
             counts[target] += 1
@@ -101,11 +105,16 @@ def run_prepare(args: PrepareArguments) -> PreparedData:
             if not paths:
                 continue
             total = sum(1 for _ in texts_of(paths))  # a first pass only counts, so the draw is uniform
-            n = min(args.held_out_documents, max(1, total // 10), total - 1)
-            held = set(random.Random(args.seed).sample(range(total), n))
+            if total <= args.held_out_documents:
+                raise UsageError(
+                    f"--{corpus} {', '.join(paths)}: {total} documents, so holding out --held_out_documents "
+                    f"{args.held_out_documents} leaves none to train on"
+                )
+            held = set(random.Random(args.seed).sample(range(total), args.held_out_documents))
             counts.update(write_split(texts_of(paths), path, f"{corpus}_train", f"{corpus}_heldout", held, total))
-        counts.update(write_split(texts_of([args.task_train], args.text_column), path, "task_train"))
-        counts.update(write_split(texts_of([args.task_dev], args.text_column), path, "task_dev"))
+        for name, file in (("task_train", args.task_train), ("task_dev", args.task_dev)):
+            total = sum(1 for _ in texts_of([file], args.text_column))
+            counts.update(write_split(texts_of([file], args.text_column), path, name, total=total))
         record = PreparedData(**counts)
         write_json(path(PreparedData.FILE), record.to_dict())
         write_json(path("dontstop_config.json"), asdict(args))

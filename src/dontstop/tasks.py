@@ -26,6 +26,7 @@ import numpy as np
 
 from .corpus import parse_json_line, require_file
 from .errors import UsageError
+from .logs import once
 
 logger = logging.getLogger(__name__)
 
@@ -43,14 +44,16 @@ class TaskSplit:
     lines: list[int]
     pairs: list[str] | None = None
     sha256: str = ""
+    held_out: str | None = None  # how this split was cut from its file, when it is part of one (hold_out_dev)
 
     def __len__(self) -> int:
         return len(self.texts)
 
     def describe(self) -> dict:
-        return {"path": self.path, "sha256": self.sha256, "examples": len(self)}
+        described = {"path": self.path, "sha256": self.sha256, "examples": len(self)}
+        return {**described, "held_out": self.held_out} if self.held_out else described
 
-    def subset(self, indices) -> TaskSplit:
+    def subset(self, indices, held_out: str | None = None) -> TaskSplit:
         pick = [int(i) for i in indices]
         pairs = [self.pairs[i] for i in pick] if self.pairs is not None else None
         return TaskSplit(
@@ -60,6 +63,7 @@ class TaskSplit:
             [self.lines[i] for i in pick],
             pairs,
             self.sha256,
+            held_out or self.held_out,
         )
 
 
@@ -207,12 +211,14 @@ def _sort_key(label: str):
 
 def load_task(
     train_file: str,
-    validation_file: str,
+    validation_file: str | None,
     test_file: str | None = None,
     task_type: str = "auto",
+    validation_split_percentage: float = 10.0,
     **columns,
 ) -> Task:
-    """Read the splits; the label set is the training file's, and any other label is an error naming its line."""
+    """Read the splits; the label set is the training file's, and any other label is an error naming its line.
+    Without a validation file, `validation_split_percentage` of the training examples are the dev set."""
     if task_type not in ("auto", *TASK_TYPES):
         raise UsageError(f"--task_type {task_type}: expected auto or one of {', '.join(TASK_TYPES)}")
     train = read_task_file(train_file, task_type, **columns)
@@ -236,7 +242,28 @@ def load_task(
                     f"(training labels: {', '.join(labels[:20])}{' ...' if len(labels) > 20 else ''})"
                 )
         splits.append(split)
+    if validation_file is None:
+        train, splits[0] = hold_out_dev(train, validation_split_percentage, "--validation_split_percentage")
     return Task(task_type, labels, train, splits[0], splits[1])
+
+
+def hold_out_dev(train: TaskSplit, percentage: float, option: str, seed: int = 0) -> tuple[TaskSplit, TaskSplit]:
+    """(train, dev): `percentage` of the training file's examples held out as the dev set, stratified by label for
+    single-label tasks (uniformly for the others), with a fixed seed so every seed and arm sees the same split."""
+    n = round(len(train) * percentage / 100)
+    if not 1 <= n < len(train):
+        raise UsageError(f"{option} {percentage:g}: {n} of {len(train)} training examples; hold out at least one and "
+                         "keep at least one, or give --validation_file")  # fmt: skip
+    chosen = stratified_sample(train.labels, n, seed)
+    rest = np.setdiff1d(np.arange(len(train)), chosen)
+    how = "stratified by label" if train.labels and isinstance(train.labels[0], str) else "drawn uniformly"
+    dev, kept = train.subset(chosen, f"{percentage:g}% of the training file, {how} (seed {seed})"), train.subset(rest)
+    if isinstance(train.labels[0], str):
+        lost = sorted(set(train.labels) - set(kept.labels), key=_sort_key)
+        if lost:
+            raise UsageError(f"{option} {percentage:g}: label {lost[0]!r} has too few examples to hold any out; give "
+                             "--validation_file")  # fmt: skip
+    return kept, dev
 
 
 def stratified_sample(labels: list, n: int, seed: int) -> np.ndarray:
@@ -316,7 +343,8 @@ def encode(task: Task, split: TaskSplit, tokenizer, max_length: int) -> Encoded:
     columns = {key: list(values) for key, values in enc.items()}
     columns["labels"] = labels
     if truncated:
-        logger.warning("%s: %d of %d examples truncated to %d tokens", split.path, truncated, len(split), max_length)
+        once(logger, logging.WARNING, "%s: %d of %d examples truncated to %d tokens", split.path, truncated,
+             len(split), max_length)  # fmt: skip
     return Encoded(datasets.Dataset.from_dict(columns), word_ids, truncated)
 
 

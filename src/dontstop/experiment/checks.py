@@ -15,8 +15,13 @@ def check_inputs(experiment: schema.Experiment, reader: schema.Reader) -> None:
 
     for role, paths in (("domain", experiment.domain), ("general", experiment.general)):
         documents = sum(check_corpus_file(path, "text") or 0 for path in paths)
-        if 0 < documents < 2:
-            raise reader.fail(f"corpora.{role}", "one document: a corpus needs two, one of them held out")
+        held = experiment.held_out.documents
+        if 0 < documents <= held:
+            raise reader.fail(
+                f"corpora.{role}",
+                f"{documents} documents, and held_out.documents holds {held} out of each corpus: at least one must "
+                "be left to train on (lower held_out.documents)",
+            )
     task = experiment.task
     columns = {k: v for k, v in task.columns.items() if k in TASK_COLUMNS}
     load_task(task.train, task.dev, task.test, task.columns.get("task_type", "auto"), **columns)

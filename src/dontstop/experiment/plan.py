@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from ..config import option_fields, path_kind
 from ..errors import UsageError
+from ..records import LearningRateSweep
 from . import schema
 from .checks import check_inputs
 from .stages import Named, Ref, Stage, arguments_of, local_inputs
@@ -26,6 +27,7 @@ class Arm:
     lm_eval: Stage | None = None
     budget: list[tuple[float, Stage, Stage]] = field(default_factory=list)  # (fraction, finetune, lm-eval) < 1
     sizes: list[tuple[str, Stage]] = field(default_factory=list)  # (training size, finetune): a label-size curve
+    check: str | None = None  # a design check (schema.CHECKS), not a method
 
 
 @dataclass
@@ -74,16 +76,6 @@ def arm_label(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_+.@" else "_" for c in name)
 
 
-def planned_steps(options: dict) -> float:
-    """Optimizer steps a pretraining stage will take (roughly, for the time estimate)."""
-    try:
-        if int(options.get("max_steps", -1) or -1) > 0:
-            return float(options["max_steps"])
-        return 100.0 * float(options.get("num_train_epochs", 3))
-    except (TypeError, ValueError):  # a bad value: the stage's own check reports it before anything runs
-        return 100.0
-
-
 class Planner:
     """Turns a checked `schema.Experiment` into stages. Everything it plans from is set here, in `__init__`."""
 
@@ -97,6 +89,9 @@ class Planner:
         self.budgets = {n: self.checked("pretrain", b, f"budgets.{n}") for n, b in experiment.budgets.items()}
         self.select_defaults = self.checked("select", experiment.select, "select")
         self.finetune_defaults = self.checked("finetune", experiment.finetune, "finetune")
+        # The rate is chosen on dev by one sweep, on the baseline model, and shared by every arm (finetune/sweep.py).
+        self.finetune_defaults.setdefault("learning_rate", "auto")
+        self._sweep: Stage | None = None
         self.task_columns = self.checked("finetune", experiment.task.columns, "task")
         self.prepare = self.add(self.prepare_stage())
         self.mine = self.add(self.mine_stage()) if experiment.mine is not None else None
@@ -248,6 +243,7 @@ class Planner:
             self.lm_eval_stage(Ref(model, "" if spec.weights == "raw" else spec.weights), spec.name)
             if isinstance(model, Stage)
             else None,
+            check=spec.check,
         )
         for fraction in (f for f in spec.checkpoints if f < 1):
             point = Ref(model, f"snapshot-{fraction:g}")
@@ -308,10 +304,7 @@ class Planner:
             label = "base"
         elif options and arm != label:
             label = f"{label}.{arm}"
-        stage = Stage(
-            "pretrain", arm_label(label), resolved, planned_steps(resolved), local_inputs("pretrain", resolved)
-        )
-        return self.add(stage)
+        return self.add(Stage("pretrain", arm_label(label), resolved, inputs=local_inputs("pretrain", resolved)))
 
     def training_data(self, data, where: str, selected: Stage | None) -> list:
         if data in ("domain", "general", "task"):
@@ -350,8 +343,15 @@ class Planner:
             raise self.reader.fail(where, "ngram_adapter needs ngrams: FILE (or a mine: section: its words)")
 
     def finetune_stage(self, arm: str, model, overrides: dict) -> Stage:
+        options = self.finetune_options(model, overrides)
+        if str(options.get("learning_rate")).lower() == "auto" and not options.get("learning_rate_sweep"):
+            options["learning_rate_sweep"] = Ref(self.sweep_stage(), LearningRateSweep.FILE)
+        return self.add(Stage("finetune", arm_label(arm), options, inputs=local_inputs("finetune", options)))
+
+    def finetune_options(self, model, overrides: dict) -> dict:
         task = self.x.task
-        options = {**self.finetune_defaults, **self.task_columns, **overrides}
+        # An experiment measures: it keeps no fine-tuned model unless asked (finetune: {keep_models: best}).
+        options = {"keep_models": "none", **self.finetune_defaults, **self.task_columns, **overrides}
         options.update(
             model_name_or_path=model if isinstance(model, (str, Ref)) else Ref(model, ""),
             train_file=task.train,
@@ -361,10 +361,15 @@ class Planner:
             options["test_file"] = task.test
         if isinstance(options.get("seeds"), list):  # seeds: [1, 2, 3] in YAML, the option's 1,2,3
             options["seeds"] = ",".join(map(str, options["seeds"]))
-        seeds = str(options.get("seeds", 5))
-        count = int(seeds) if seeds.isdigit() else len(seeds.split(","))
-        units = count * float(options.get("num_train_epochs", 10))
-        return self.add(Stage("finetune", arm_label(arm), options, units, local_inputs("finetune", options)))
+        return options
+
+    def sweep_stage(self) -> Stage:
+        """The one learning-rate sweep of the experiment: the experiment's fine-tuning options, on the baseline
+        model (the starting checkpoint), before any arm's own changes."""
+        if self._sweep is None:
+            options = self.finetune_options(self.model, {})
+            self._sweep = self.add(Stage("lr-sweep", "baseline", options, inputs=local_inputs("lr-sweep", options)))
+        return self._sweep
 
     def check_values(self) -> None:
         """Build every stage's arguments as its run will, so a bad value fails now, before anything runs."""

@@ -17,9 +17,11 @@ import time
 from ..config import run_stage as run
 from ..config import stage_module
 from ..errors import UsageError
+from ..logs import silenced
 from ..outputs import owned, write_json
+from .eta import Estimate, calibrate
 from .plan import Plan
-from .stages import Stage, resolve
+from .stages import Ref, Stage, resolve
 from .summary import summarize
 
 MARKER = "dontstop_stage.json"
@@ -56,34 +58,43 @@ def run_stage(stage: Stage, root: str) -> None:
 
 
 class Progress:
-    """One line per stage: which arm and stage, how far the experiment is, elapsed and estimated time."""
+    """One line per stage: which arm and stage, how far the experiment is, elapsed and estimated time (eta.py)."""
 
     def __init__(self, stages: list[Stage], owners: dict[str, list[str]]):
         self.stages = stages
         self.owners = owners
         self.started = time.time()
-        self.rates: dict[str, list[float]] = {}  # kind -> seconds per unit of finished stages
+        self.estimate = Estimate(None)
+        self.at_start: float | None = None  # the estimate made before the first stage, for the record
+
+    def start(self, plan: Plan, done: dict) -> None:
+        """Price this machine with the experiment's model (eta.calibrate), learn from the stages finished earlier,
+        and say the estimate of the whole run before its first stage."""
+        pending = [s for s in plan.stages if s.key not in done]
+        if not pending:
+            return
+        shape = next((s for s in plan.stages if s.kind == "pretrain"), None)
+        options = shape.options if shape is not None else {}
+        model = plan.base_eval.options["model_name_or_path"]
+        model = model.stage if isinstance(model, Ref) else model
+        batch = int(options.get("per_device_train_batch_size", 8))
+        self.estimate = Estimate(calibrate(model, batch, int(options.get("max_seq_length") or 128)))
+        for stage in plan.stages:
+            if stage.key in done:
+                self.learn(stage, float(done[stage.key].get("wall_seconds", 0.0)))
+        self.at_start = self.estimate.remaining(pending)
+        print(f"Estimated time: about {clock(self.at_start)} for {len(pending)} stages", file=sys.stderr, flush=True)
 
     def learn(self, stage: Stage, seconds: float) -> None:
-        if stage.units:
-            self.rates.setdefault(stage.kind, []).append(seconds / stage.units)
-
-    def remaining(self, pending: list[Stage]) -> float | None:
-        total = 0.0
-        for stage in pending:
-            rates = self.rates.get(stage.kind)
-            if not rates:
-                return None
-            total += sum(rates) / len(rates) * stage.units
-        return total
+        self.estimate.learn(stage, seconds)
 
     def announce(self, i: int, stage: Stage, pending: list[Stage]) -> None:
         elapsed = time.time() - self.started
-        left = self.remaining(pending)
+        left = self.estimate.remaining(pending)
         estimate = f", about {clock(left)} left" if left is not None else ""
         arms = ", ".join(self.owners.get(stage.key, [])) or "all arms"
         line = f"[{i}/{len(self.stages)}] {stage.kind} {stage.label} (for {arms}) · elapsed {clock(elapsed)}{estimate}"
-        print(f"\n\033[1m▶ {line}\033[0m" if sys.stderr.isatty() else f"\n▶ {line}", file=sys.stderr, flush=True)
+        print(f"\033[1m▶ {line}\033[0m" if sys.stderr.isatty() else f"▶ {line}", file=sys.stderr, flush=True)
 
 
 def clock(seconds: float) -> str:
@@ -132,16 +143,17 @@ def run_experiment(plan: Plan | str, output_dir: str | None = None, only_plan: b
         marker = finished(stage, root)
         if marker is not None:
             done[stage.key] = marker
-            progress.learn(stage, marker.get("wall_seconds", 0.0))
     print_plan(plan, done)
     if only_plan:
         return None
     check_output_root(root)
-    with owned(root, "output_dir"):
+    progress.start(plan, done)
+    # Each fine-tuning stage's table of seeds goes unsaid: the experiment prints one table of every arm at its end.
+    with owned(root, "output_dir"), silenced("dontstop.finetune.pipeline.table"):
         os.makedirs(root, exist_ok=True)
         write_json(os.path.join(root, "dontstop_config.json"), plan.settings)
         run_stages(plan, done, progress)
-        summary = summarize(plan, done, time.time() - progress.started)
+        summary = summarize(plan, done, time.time() - progress.started, progress.at_start)
         summary.save(root)
         from ..report import results_table, write_report
 

@@ -49,6 +49,7 @@ ARM_KEYS = (
     "finetune",
     "weights",
     "description",
+    "check",
     "checkpoints",
     "k",
     "size",
@@ -57,6 +58,8 @@ ARM_KEYS = (
 )
 SELECT_KEYS = ("k", "size", "curated", "strategy")  # an arm's own selection options
 WEIGHTS = ("raw", "ema", "swa", "merged")
+# An arm that checks the design rather than a method: `identity` must score exactly as the baseline, seed for seed.
+CHECKS = ("identity",)
 
 
 @dataclass
@@ -89,6 +92,7 @@ class Arm:
     description: str | None
     where: str  # "arms[2] (dapt-ema)", for errors
     checkpoints: list[float] = field(default_factory=list)  # fractions of the last pretraining stage: a budget curve
+    check: str | None = None  # a design check (CHECKS), kept out of the verdict and the correction
 
 
 @dataclass
@@ -316,6 +320,8 @@ def read_arm(reader: Reader, spec, index: int) -> Arm:
     select = {k: spec[k] for k in SELECT_KEYS if k in spec}
     if spec.get("chain") is not None and select:
         raise reader.fail(where, "k/size/curated/strategy belong inside the chain's select: stage")
+    if spec.get("check") is not None and spec["check"] not in CHECKS:
+        raise reader.fail(where, f"check: {spec['check']!r} is not one of {', '.join(CHECKS)}")
     if kind == "curated-tapt" and spec.get("chain") is None and not select.get("curated"):
         raise reader.fail(where, "curated-tapt needs curated: FILE (task-related text you gathered)")
     return Arm(
@@ -329,4 +335,5 @@ def read_arm(reader: Reader, spec, index: int) -> Arm:
         description=spec.get("description"),
         where=where,
         checkpoints=read_checkpoints(reader, spec.get("checkpoints"), where),
+        check=spec.get("check"),
     )

@@ -70,7 +70,6 @@ class Stage:
     kind: str
     label: str
     options: dict
-    units: float = 1.0  # planned work, for the time estimate (pretrain: steps; finetune: seeds x epochs)
     inputs: list[str] = field(default_factory=list)  # files whose content the result depends on
     _key: str | None = None
 

@@ -11,6 +11,7 @@ from ..records import (
     Compute,
     ExperimentSummary,
     HeldOutChange,
+    LearningRateSweep,
     LMEvaluation,
     PretrainMetrics,
     Selection,
@@ -61,6 +62,7 @@ def arm_summary(arm: Arm, root: str, done: dict, base: LMEvaluation) -> ArmSumma
         weights=arm.weights,
         budget=[budget_point(arm, stages, fraction, f, e, root) for fraction, f, e in arm.budget],
         sizes=[SizePoint(size, stage.directory(root)) for size, stage in arm.sizes],
+        check=arm.check,
     )
 
 
@@ -79,7 +81,7 @@ def budget_point(arm: Arm, stages: list[StageSummary], fraction: float, finetune
     )
 
 
-def summarize(plan: Plan, done: dict, wall_seconds: float) -> ExperimentSummary:
+def summarize(plan: Plan, done: dict, wall_seconds: float, estimated: float | None = None) -> ExperimentSummary:
     root = plan.output_dir
     base = LMEvaluation.load(plan.base_eval.directory(root))
     has_test = bool((plan.settings.get("task") or {}).get("test"))
@@ -94,10 +96,14 @@ def summarize(plan: Plan, done: dict, wall_seconds: float) -> ExperimentSummary:
         # The experiment's compute, every stage counted once, whether it ran now or earlier; and this run's.
         wall_seconds=round(sum(float(m.get("wall_seconds", 0.0)) for m in done.values()), 1),
         run_seconds=round(wall_seconds, 1),
+        estimated_seconds=round(estimated, 1) if estimated is not None else None,
         inspect_dir=plan.inspect.directory(root) if plan.inspect is not None else None,
         base_lm_eval=base.losses,
         arms=[arm_summary(arm, root, done, base) for arm in plan.arms],
     )
+    sweep = next((s for s in plan.stages if s.kind == "lr-sweep"), None)
+    if sweep is not None:
+        summary.learning_rate_sweep = LearningRateSweep.load(sweep.directory(root)).to_dict()
     summary.stages_run = [
         {"kind": s.kind, "label": s.label, "dir": s.directory(root), "wall_seconds": done[s.key]["wall_seconds"]}
         for s in plan.stages

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from ..models import hub_base_model
 from ..records import FinetuneResults
 from ..scoring import mean_std_percent
 
@@ -62,7 +63,16 @@ def write_finetune_readme(output_dir: str, results: FinetuneResults, args) -> No
         if on
     ]
     domain = (results.adapter or {}).get("domain")
+    based_on = hub_base_model(results.model)
+    pipeline = "token-classification" if results.task_type == "token" else "text-classification"
     lines = [
+        "---",
+        "library_name: transformers",
+        *([f"base_model: {based_on}"] if based_on else []),
+        f"pipeline_tag: {pipeline}",
+        "tags: [dontstop, fine-tuning]",
+        "---",
+        "",
         f"# Fine-tuning `{results.model}`: {results.task_type.replace('_', '-')} task",
         "",
         f"{len(seeds)} seeds; {limit:,} training examples per seed"

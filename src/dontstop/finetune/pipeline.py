@@ -7,158 +7,20 @@ import logging
 import os
 import time
 
-from transformers import set_seed
-
-from ..adapters import is_adapter_model
-from ..errors import UsageError
-from ..models import load_config, load_pretrained, load_tokenizer, read_adapter, resolve_model_path, tokenizer_source
 from ..outputs import check_output_dir, write_json
 from ..records import FinetuneResults, SeedResult
-from ..scoring import METRICS, aggregate
-from ..tasks import Encoded, Task, encode, load_task, stratified_sample
+from ..scoring import METRICS, PRIMARY_METRIC, aggregate
+from ..tasks import Task
 from ..tokenization import check_unknown_tokens
 from .args import FinetuningArguments, TaskArguments, selection_metric, validate
 from .card import results_table, write_finetune_readme
 from .resume import CONFIG_FILE, check_resumable, fingerprint, finished_seed, resolved_config
 from .seeds import averaging_summary, run_seed
+from .setup import adapter_record, encode_splits, load_seeded_model, load_tokenizer_and_config, read_task
 
 logger = logging.getLogger(__name__)
-
-PROBLEM_TYPES = {"single_label": "single_label_classification", "multi_label": "multi_label_classification"}
-
-
-def load_tokenizer_and_config(task_args: TaskArguments, task: Task):
-    """(resolved model path, tokenizer, config for the task)."""
-    source = resolve_model_path(task_args.model_name_or_path)
-    at = tokenizer_source(source, task_args.tokenizer_name)
-    tokenizer = load_tokenizer(at, shown=source)
-    if task.task_type == "token" and getattr(tokenizer, "add_prefix_space", True) is False:
-        # Byte-level BPE (RoBERTa, GPT-2) spells a word differently after a space; words of a sentence are.
-        tokenizer = load_tokenizer(at, shown=source, add_prefix_space=True)
-    config = load_config(
-        source,
-        num_labels=len(task.labels),
-        id2label=dict(enumerate(task.labels)),
-        label2id=task.label2id,
-        problem_type=PROBLEM_TYPES.get(task.task_type),
-    )
-    if getattr(config, "pad_token_id", None) is None:
-        config.pad_token_id = tokenizer.pad_token_id
-    if task.task_type == "token" and not getattr(tokenizer, "is_fast", False):
-        raise UsageError(f"{source}: token classification needs a fast tokenizer (to map sub-tokens to words)")
-    return source, tokenizer, config
-
-
-def initialise_new_weights(model, names: list[str], seed: int) -> None:
-    """Initialise afresh the modules holding `names`, each from a generator seeded by (seed, module name).
-
-    The paired design: seed s must give every arm the same head, whatever else its checkpoint lacked or held (the
-    library draws new weights from one stream, in an order that depends on which are missing)."""
-    import hashlib
-
-    import torch
-
-    for module_name in sorted({name.rsplit(".", 1)[0] for name in names}):
-        digest = hashlib.sha256(f"{seed}:{module_name}".encode()).digest()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int.from_bytes(digest[:8], "little"))
-            model._init_weights(model.get_submodule(module_name))
-
-
-def load_seeded_model(task: Task, source: str, config, seed: int, args: FinetuningArguments | None = None):
-    """(the checkpoint with a task head whose initialisation `seed` fixes, the names of the weights initialised
-    afresh); a broken checkpoint is a UsageError.
-
-    From an adapter directory: its base model with the adapter merged in (this in-memory copy only). With
-    `--adapter lora` in `args`: wrapped in a fresh task adapter, under which everything loaded stays frozen."""
-    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
-
-    auto = AutoModelForTokenClassification if task.task_type == "token" else AutoModelForSequenceClassification
-    set_seed(seed)
-    model, info = load_pretrained(auto, source, config=config, ignore_mismatched_sizes=True)
-    mismatched = {key if isinstance(key, str) else key[0] for key in info.get("mismatched_keys") or []}
-    new = sorted(set(info["missing_keys"]) | mismatched)
-    if not new:
-        logger.warning(
-            "%s already holds a %d-label head: it is fine-tuned further, not initialised afresh",
-            source,
-            len(task.labels),
-        )
-    initialise_new_weights(model, new, seed)
-    if args is not None and args.uses_adapter:
-        from ..adapters import add_task_adapter
-
-        model = add_task_adapter(model, args, task.task_type, set(new))
-    return model, new
-
-
-def adapter_record(source: str, model) -> dict | None:
-    """For results.json: the domain adapter merged in (if the model was one) and the task adapter (if any)."""
-    from ..adapters import adapter_report
-
-    domain = read_adapter(source) if os.path.isdir(source) else None
-    task = adapter_report(model) if model is not None and is_adapter_model(model) else None
-    if domain is None and task is None:
-        return None
-    return {"domain": {"path": domain.path, "base": domain.base} if domain else None, "task": task}
-
-
-def read_task(task_args: TaskArguments, args: FinetuningArguments) -> Task:
-    columns = dict(
-        text_column=task_args.text_column,
-        label_column=task_args.label_column,
-        text_pair_column=task_args.text_pair_column,
-        label_separator=task_args.label_separator,
-        label_type=task_args.label_type,
-    )
-    task = load_task(
-        task_args.train_file, task_args.validation_file, task_args.test_file, task_args.task_type, **columns
-    )
-    if task.task_type == "token" and task_args.text_pair_column:
-        raise UsageError("--text_pair_column is for sequence tasks, not token classification")
-    if task_args.validation_limit:
-        # A fixed draw (seed 0), so every seed and every run being compared is scored on the same dev examples.
-        task.dev = task.dev.subset(stratified_sample(task.dev.labels, task_args.validation_limit, seed=0))
-    selection_metric(task, args)  # an unknown metric fails now, not after the first epoch
-    return task
-
-
-def encode_splits(task: Task, task_args: TaskArguments, tokenizer, config) -> tuple[dict[str, Encoded], int, dict]:
-    """({split: encoded examples}, the sequence length they were cut to, {split: what knowledge was appended})."""
-    limit = getattr(config, "max_position_embeddings", None) or 512
-    if tokenizer.model_max_length < 1_000_000:  # "no limit" is a huge sentinel; RoBERTa's 514 positions hold 512
-        limit = min(limit, tokenizer.model_max_length)
-    max_length = task_args.max_seq_length or min(512, limit)
-    if not 2 < max_length <= limit:
-        raise UsageError(f"--max_seq_length {max_length}: the model takes 3 to {limit} tokens")
-    splits = {"train": task.train, "dev": task.dev, "test": task.test}
-    knowledge = task_knowledge(task, task_args, tokenizer, max_length)
-    text_length = max_length - (task_args.room(max_length) if knowledge else 0)
-    encoded = {name: encode(task, split, tokenizer, text_length) for name, split in splits.items() if split}
-    expanded = {}
-    if knowledge is not None:
-        from ..knowledge.expand import expand_dataset
-
-        for name, split in encoded.items():
-            split.dataset, expanded[name] = expand_dataset(split.dataset, knowledge, max_length)
-            logger.info("%s: %d of %d examples with knowledge (%d terms)", name, expanded[name]["examples_with_terms"],
-                        expanded[name]["examples"], expanded[name]["terms_expanded"])  # fmt: skip
-    return encoded, max_length, expanded
-
-
-def task_knowledge(task: Task, task_args: TaskArguments, tokenizer, max_length: int):
-    """The glossary's and triples' terms for this task (--glossary, --triples), or None."""
-    if not task_args.uses_knowledge:
-        return None
-    from ..tokenization import Framing
-
-    task_args.check_knowledge(max_length)
-    if task.task_type == "token":
-        raise UsageError("--glossary/--triples are for sequence tasks, not token classification")
-    if tokenizer.padding_side != "right":
-        raise UsageError(f"--glossary/--triples: {tokenizer.name_or_path} pads on the left; appended knowledge "
-                         "needs padding on the right")  # fmt: skip
-    return task_args.knowledge(tokenizer, Framing.from_tokenizer(tokenizer).separator)
+# The table of seeds at the end: `dontstop run` silences it (it prints one table of all arms at its own end).
+table_logger = logging.getLogger(f"{__name__}.table")
 
 
 def collect(
@@ -205,6 +67,12 @@ def run_finetune(task_args: TaskArguments, args: FinetuningArguments) -> Finetun
         task.task_type, len(task.labels), len(task.train), len(task.dev), len(task.test) if task.test else "no",
         ", ".join(map(str, seeds)),
     )  # fmt: skip
+    chosen = None
+    if args.learning_rate_auto:  # before the fingerprint: the seeds' results depend on the rate chosen
+        from .sweep import choose_rate
+
+        os.makedirs(args.output_dir, exist_ok=True)
+        chosen = choose_rate(task, source, tokenizer, config, encoded, task_args, args, args.output_dir)
     key = fingerprint(task_args, args, task)
     earlier = {seed: finished_seed(args.output_dir, seed, key) if task_args.resume else None for seed in seeds}
     pending = [seed for seed in seeds if earlier[seed] is None]
@@ -221,15 +89,49 @@ def run_finetune(task_args: TaskArguments, args: FinetuningArguments) -> Finetun
             logger.info("Seed %d (%d of %d): finished earlier, reusing its result", seed, i, len(seeds))
             records.append(earlier[seed])
             continue
-        logger.info("Seed %d (%d of %d)", seed, i, len(seeds))
         model = model if seed == pending[0] else load_seeded_model(task, source, config, seed, args)[0]
         records.append(run_seed(seed, task, model, tokenizer, encoded, task_args, args, args.output_dir, key))
+        logger.info("Seed %s (%d of %d): %s", seed, i, len(seeds), seed_line(records[-1], task.task_type))
         model = None  # free it before the next seed loads
     results = collect(task, task_args, args, records, encoded, max_length, adapter)
     results.new_parameters = new
     results.knowledge = expanded or None
+    results.best_model = keep_models(results, task_args.keep_models, args.output_dir)
+    results.learning_rate = args.learning_rate
+    results.learning_rate_sweep = chosen.to_dict() if chosen else None
     results.wall_seconds = round(time.time() - started, 1)
     results.save(args.output_dir)
     write_finetune_readme(args.output_dir, results, args)
-    logger.info("\n%s", "\n".join(results_table(results)))
+    table_logger.info("\n%s", "\n".join(results_table(results)))
     return results
+
+
+def keep_models(results: FinetuneResults, keep: str, output_dir: str) -> str | None:
+    """With --keep_models best, every seed's model but the one best on dev (the primary metric) goes; returns where
+    the best one is ("seed-S/model"), or None when no model was kept."""
+    import shutil
+
+    if keep == "none":
+        return None
+    metric = results.primary_metric  # the dev loss is not scored per seed: the task's headline metric then
+    metric = metric if metric in results.seeds[0].dev else PRIMARY_METRIC[results.task_type]
+    best = max(results.seeds, key=lambda s: s.dev[metric])
+    if keep == "best":
+        for seed in results.seeds:
+            if seed is not best:
+                shutil.rmtree(os.path.join(output_dir, f"seed-{seed.seed}", "model"), ignore_errors=True)
+    kept = f"seed-{best.seed}/model"
+    if not os.path.isdir(os.path.join(output_dir, kept)):
+        logger.warning("%s: the best seed's model is not there (removed by an earlier run?)", kept)
+        return None
+    logger.info("The best seed on dev %s: its model is %s", metric, os.path.join(output_dir, kept))
+    return kept
+
+
+def seed_line(record: SeedResult, task_type: str) -> str:
+    """ "best epoch 3; dev macro_f1 41.2, test macro_f1 39.8": a seed's outcome on the task's primary metric."""
+    metric = PRIMARY_METRIC[task_type]
+    scores = [f"{split} {metric} {100 * values[metric]:.1f}" for split, values in (("dev", record.dev),
+              ("test", record.test)) if values and metric in values]  # fmt: skip
+    epoch = f"best epoch {record.best_epoch:g}; " if record.best_epoch is not None else ""
+    return epoch + ", ".join(scores)

@@ -133,7 +133,7 @@ def run_seed(seed, task, model, tokenizer, encoded, task_args, args, output_dir,
         predicted, logits = predict(trainer, task, split, encoded[name])
         setattr(record, name, score(task.task_type, split.labels, predicted))
         write_predictions(os.path.join(seed_dir, f"predictions_{name}.jsonl"), task, split, predicted, logits)
-    if task_args.keep_models:
+    if task_args.keep_models != "none":
         trainer.save_model(os.path.join(seed_dir, "model"))  # with --adapter lora: the task adapter
         if args.uses_adapter and args.merge_adapter:
             save_merged(model, tokenizer, os.path.join(seed_dir, "model", MERGED_DIR))

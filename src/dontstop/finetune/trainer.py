@@ -12,6 +12,8 @@ from transformers import Trainer, TrainerCallback
 from ..averaging import WeightAverage
 from ..checkpoints import AtomicCheckpoints
 from ..knowledge.ngram_adapter import SavesNgramAdapter
+from ..logs import quiet_trainer
+from ..trackers import place_tracker_logs
 
 
 class BestEpoch(TrainerCallback):
@@ -65,6 +67,8 @@ class FinetuneTrainer(SavesNgramAdapter, AtomicCheckpoints, Trainer):
         super().__init__(*args, **kwargs)
         self.adversary = adversary
         self.averager = averager
+        quiet_trainer(self)  # a seed's outcome is one line (pipeline.seed_line)
+        place_tracker_logs(self)
         # Classification heads accept **kwargs but ignore num_items_in_batch, so the Trainer must scale the loss for
         # gradient accumulation itself (huggingface/transformers#47688).
         self.model_accepts_loss_kwargs = False

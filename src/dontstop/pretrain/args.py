@@ -294,6 +294,20 @@ class PretrainingArguments(AdapterArguments, AveragingArguments, RobertaRecipe):
     logging_steps: float = field(
         default=50, metadata={"bounds": "(0, inf)", "help": "Log every N steps (or a ratio of all steps if < 1)."}
     )
+    # Checkpoints exist to resume a run that stopped: one is enough (each holds the optimizer state, twice the
+    # model's size), and none is left once the run has ended well (the model is in OUTPUT_DIR) unless asked.
+    save_total_limit: int | None = field(
+        default=1,
+        metadata={"bounds": "[1, inf)", "fingerprint": False,
+                  "help": "Most checkpoint-N directories kept while training (the newest; the best with "
+                  "--load_best_model_at_end)."},
+    )  # fmt: skip
+    keep_checkpoints: bool = field(
+        default=False,
+        metadata={"fingerprint": False,
+                  "help": "Keep the checkpoint-N directories after the run has taken all its steps (by default they "
+                  "are removed then: they only serve to resume a run that stopped)."},
+    )  # fmt: skip
     snapshots: list[float] | None = field(
         default=None,
         metadata={
@@ -307,9 +321,11 @@ class PretrainingArguments(AdapterArguments, AveragingArguments, RobertaRecipe):
 def validate(model_args: ModelArguments, data_args: DataArguments, training_args: PretrainingArguments) -> None:
     """Every check on user input, before anything is loaded or written. Changes nothing."""
     from ..corpus import STREAMING_CHECK_LINES, check_corpus_file
+    from ..trackers import check_trackers
 
     if not model_args.model_name_or_path and not model_args.config_name:
         raise UsageError("--model_name_or_path (or --config_name) is required")
+    check_trackers(training_args.report_to)
     if not data_args.train_file:
         raise UsageError("--train_file is required")
     if model_args.train_new_embeddings_only_steps < 0:

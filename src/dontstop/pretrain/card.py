@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+from ..models import hub_base_model
 from ..records import PretrainMetrics, eval_values
 
 
@@ -187,7 +188,7 @@ def write_model_card(
     lines = [
         "---",
         f"library_name: {'peft' if adapter else 'transformers'}",
-        *([f"base_model: {adapter['base_model']}"] if adapter else []),
+        *([f"base_model: {based_on}"] if (based_on := hub_base_model(model_args.model_name_or_path)) else []),
         f"pipeline_tag: {'fill-mask' if metrics.objective == 'mlm' else 'text-generation'}",
         f"tags: [dontstop, continued-pretraining{', lora' if metrics.adapter else ''}]",
         "---",

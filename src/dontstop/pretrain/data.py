@@ -4,9 +4,11 @@ replayed into it; and what the model card says of each corpus."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from functools import partial
 
+import numpy as np
 import torch
 
 from ..errors import UsageError
@@ -14,6 +16,8 @@ from ..masking import EpochIndexed
 from ..replay import ReplayMix
 from ..tokenization import LineByLine, PackedBlocks, StreamingBlocks, TokenizedCorpus, split_documents, tokenize_corpus
 from .args import DataArguments
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -90,7 +94,7 @@ class DatasetBuilder:
             for path in a.train_file:
                 datasets.describe("train", None, path, None)
         else:
-            datasets.train = self.in_memory_training_set(datasets)
+            datasets.train = self.in_memory_training_set(datasets, batch_size)
         named = [("validation", a.validation_file)] if a.validation_file else []
         for name, path in named + [(n.name, n.path) for n in a.named_eval_files]:
             corpus = self.tokenize(path)
@@ -98,13 +102,32 @@ class DatasetBuilder:
             datasets.describe("eval", name, path, corpus)
         return datasets
 
-    def in_memory_training_set(self, datasets: Datasets):
+    def fitted_length(self, corpus: TokenizedCorpus, batch_size: int) -> int:
+        """The default length, cut to what the longest document needs (rounded up to a multiple of 8) where longer
+        blocks hold nothing more: one document per example (--line_by_line), or a corpus too small to fill one
+        batch of default-length blocks. A 2,800-token file then trains in blocks of its longest document, not of
+        512 tokens and a few GB of activations for a small model."""
+        if corpus.num_documents == 0:
+            return self.max_seq_length
+        small = corpus.num_tokens < batch_size * self.max_seq_length
+        if not (self.args.line_by_line or small):
+            return self.max_seq_length
+        longest = int(np.diff(corpus.offsets).max()) + self.framing.overhead
+        fitted = min(self.max_seq_length, -(-longest // 8) * 8)
+        if fitted < self.max_seq_length:
+            logger.info("Blocks of %d tokens (the longest document needs %d; --max_seq_length sets it)", fitted,
+                        longest)  # fmt: skip
+        return fitted
+
+    def in_memory_training_set(self, datasets: Datasets, batch_size: int):
         a = self.args
         corpora = []
         for path in a.train_file:
             corpora.append(self.tokenize(path))
             datasets.describe("train", None, path, corpora[-1])
         corpus = TokenizedCorpus.concatenate(corpora)
+        if a.max_seq_length is None:
+            self.max_seq_length = self.fitted_length(corpus, batch_size)
         if a.validation_file is None and a.validation_split_percentage > 0:
             corpus = self.hold_out(datasets, corpus, "validation", "training", "--validation_split_percentage")
         train = EpochIndexed(self.examples(corpus, knowledge=self.knowledge))

@@ -97,10 +97,6 @@ class Freezing(TrainerCallback):
     def _log(self, phase: tuple[bool, bool], step: int) -> None:
         head, rows = phase
         was_head, was_rows = self.phase or (False, False)
-        if head and not was_head:
-            logger.info(
-                "Head warm-up: training %d new tensors alone for %d steps", len(self.new_params), self.head_steps
-            )
         if rows and not was_rows:
             logger.info("Training the %d new token rows alone for %d steps", len(self.row_ids), self.rows_steps)
         if self.phase is not None and not head and not rows and (was_head or was_rows):

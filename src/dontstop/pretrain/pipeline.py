@@ -13,7 +13,7 @@ from transformers import TrainerCallback, set_seed
 from ..adapters import save_merged, underlying_model
 from ..attention import SegmentAttention
 from ..averaging import pretrain_report
-from ..checkpoints import loss_sum_before
+from ..checkpoints import CHECKPOINT, loss_sum_before
 from ..errors import UsageError
 from ..masking import CausalLMCollator, EpochIndexed, MaskedLMCollator
 from ..models import MERGED_DIR, LanguageModel, carry_unused_weights, load_language_model
@@ -154,12 +154,12 @@ def freezing(model: Model, model_args: ModelArguments, steps: int, evaluates: bo
     head_steps = 0
     if lm.new_params and not model_args.config_name:
         head_steps = derived_head_warmup_steps(model_args.head_warmup_steps, steps)
+        what = f"{lm.objective.upper()} head not in the checkpoint ({len(lm.new_params)} tensors)"
         if head_steps:
-            logger.info(
-                "%s head not in the checkpoint (%d tensors): a new one trains alone first (head warm-up: %d of %d "
-                "steps at learning rate %g)", lm.objective.upper(), len(lm.new_params), head_steps, steps,
-                model_args.head_warmup_learning_rate,
-            )  # fmt: skip
+            logger.info("%s: a new one trains alone first (head warm-up: %d of %d steps at learning rate %g)", what,
+                        head_steps, steps, model_args.head_warmup_learning_rate)  # fmt: skip
+        else:
+            logger.info("%s: a new one trains with the rest from the start (--head_warmup_steps 0)", what)
     rows_steps = model_args.train_new_embeddings_only_steps
     if not head_steps and not rows_steps:
         return None
@@ -347,6 +347,7 @@ def run_pretrain(
     builder = DatasetBuilder(data_args, model.lm.tokenizer, framing, max_seq_length, training_args.seed, boundaries,
                              knowledge)  # fmt: skip
     data = builder.build(batch)
+    max_seq_length = builder.max_seq_length  # the default cut to the data (DatasetBuilder.fitted_length)
     check_unknown_tokens(first_batch(data.train, batch), model.lm.tokenizer, data_args.allow_unknown_tokens,
                          "--allow_unknown_tokens")  # fmt: skip
     size = len(data.train) if hasattr(data.train, "__len__") else "streamed"
@@ -358,8 +359,20 @@ def run_pretrain(
     if model.adapter is not None:
         metrics.adapter = {**model.adapter.report, "merged": MERGED_DIR if training_args.merge_adapter else None}
     save(trainer, model, arguments, metrics, data.stats)
+    finished = trainer.state.global_step >= trainer.state.max_steps  # not stopped early: nothing left to resume
+    if finished and not training_args.keep_checkpoints and trainer.is_world_process_zero():
+        remove_checkpoints(training_args.output_dir)
     summarize(metrics)
     return metrics
+
+
+def remove_checkpoints(output_dir: str) -> None:
+    """The run ended well and its model is saved: the checkpoints that could have resumed it go."""
+    import shutil
+
+    for name in os.listdir(output_dir):
+        if CHECKPOINT.match(name):
+            shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
 
 
 def summarize(metrics: PretrainMetrics) -> None:

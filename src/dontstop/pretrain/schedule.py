@@ -44,12 +44,17 @@ def phased_scheduler(optimizer, args, total: int, phase_steps: int, phase_learni
         return None
     after = main.lr_lambdas[0]
     ramp = max(1, phase_steps // 10)
-    # The rates are relative to --learning_rate; a run at rate 0 (an identity check) stays at 0 throughout.
-    ratio = phase_learning_rate / args.learning_rate if args.learning_rate > 0 else 0.0
+    # Factors multiply each group's `initial_lr` (--learning_rate, as the first scheduler recorded it). A run at
+    # --learning_rate 0 (an identity check) still warms its head up: the phase's rate becomes the reference, and
+    # everything after it is multiplied by 0.
+    ratio, later = (phase_learning_rate / args.learning_rate, 1.0) if args.learning_rate > 0 else (1.0, 0.0)
+    if args.learning_rate == 0:
+        for group in optimizer.param_groups:
+            group["initial_lr"] = phase_learning_rate
 
     def factor(step: int) -> float:
         if step < phase_steps:
             return ratio * min(1.0, (step + 1) / (ramp + 1))
-        return after(step - phase_steps)
+        return later * after(step - phase_steps)
 
-    return LambdaLR(optimizer, factor)  # from each group's `initial_lr`, which the first scheduler recorded
+    return LambdaLR(optimizer, factor)

@@ -17,8 +17,10 @@ from ..averaging import WeightAverage
 from ..checkpoints import AtomicCheckpoints
 from ..heads import causal_lm_loss_sum, masked_lm_loss_sum, masked_only_head, use_masked_only_head
 from ..knowledge.ngram_adapter import SavesNgramAdapter
+from ..logs import quiet_trainer
 from ..masking import EpochIndexed, EpochSampler
 from ..replay import ReplayMix
+from ..trackers import place_tracker_logs
 
 
 class PretrainTrainer(SavesNgramAdapter, AtomicCheckpoints, Trainer):
@@ -55,6 +57,8 @@ class PretrainTrainer(SavesNgramAdapter, AtomicCheckpoints, Trainer):
         # Trainer counts only for models that accept loss kwargs; the result is already scaled for accumulation.
         self.model_accepts_loss_kwargs = True
         self.loss_is_scaled_for_ga = True
+        quiet_trainer(self, describe=held_out_losses)
+        place_tracker_logs(self)
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):
         if self.lr_scheduler is None and self.head_warmup and self.head_warmup[0]:
@@ -136,3 +140,13 @@ class PretrainTrainer(SavesNgramAdapter, AtomicCheckpoints, Trainer):
             f"{prefix}_tokens": int(count),
             f"{prefix}_runtime": round(time.perf_counter() - start, 3),
         }
+
+
+def held_out_losses(metrics: dict) -> str | None:
+    """ "held-out loss: validation 5.012, domain 6.231": an evaluation in one line."""
+    losses = [(k[len("eval_") : -len("_loss")], v) for k, v in metrics.items() if k.startswith("eval_") and
+              k.endswith("_loss")]  # fmt: skip
+    averaged = [(k[: -len("_loss")].replace("_eval_", " "), v) for k, v in metrics.items()
+                if "_eval_" in k and k.endswith("_loss")]  # fmt: skip
+    named = [f"{name or 'held-out'} {value:.3f}" for name, value in losses + averaged]
+    return f"held-out loss: {', '.join(named)}" if named else None

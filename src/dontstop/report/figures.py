@@ -187,6 +187,13 @@ def forgetting_rows(summary: ExperimentSummary) -> list[tuple[str, str, float | 
     return [(arm.name, name, v.before, v.after) for arm in summary.arms for name, v in arm.lm_eval.items()]
 
 
+def loss_axis(values: list[float]) -> tuple[float, float]:
+    """The y range of a panel of losses: from just below the lowest, so that a change of 0.1 nats shows."""
+    low, high = min(values), max(values)
+    span = max(high - low, 0.05 * high, 1e-3)
+    return max(0.0, low - 0.5 * span), high + 0.35 * span
+
+
 def forgetting_chart(rows: list[tuple], colors: dict[str, str]) -> bytes | None:
     """One panel per held-out set: per arm, the starting checkpoint's loss (grey) beside the arm's (its colour)."""
     import numpy as np
@@ -217,7 +224,9 @@ def forgetting_chart(rows: list[tuple], colors: dict[str, str]) -> bytes | None:
             ax.set_xlim(-0.6, len(present) - 0.4)
             arm_ticks(ax, x, [r[0] for r in present], width=width * ratio / sum(ratios))
             ax.set_title(name, loc="left")
-            ax.margins(y=0.12)
+            values = [v for v in before + after if not np.isnan(v)]
+            if values:
+                ax.set_ylim(*loss_axis(values))
         axes[0][0].set_ylabel("held-out LM loss")
         handles = [
             Patch(color="#d5d9e0", label="before (starting checkpoint)"),

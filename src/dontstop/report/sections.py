@@ -159,9 +159,11 @@ def results_section(summary: ExperimentSummary, comparison: dict, bottom: float)
         caption(
             f"{split} {metric} (the primary metric), percent: mean ± sample std over seeds; Δ and its 95% confidence "
             f"interval over seeds in points against **{runs[0]['name']}**; p corrected by Holm's method for the "
-            f"{len(runs) - 1} arms compared with it; significant at corrected p < {ALPHA}."
+            f"{sum('check' not in r for r in runs[1:])} arms compared with it (design checks aside); significant at "
+            f"corrected p < {ALPHA}."
         ),
         primary,
+        *sweep_caption(summary),
         *evidence_section(comparison),
         caption(f"Every metric on {split}, percent; * p < {ALPHA}. {comparison['method']}."),
         table(header, rows, "l" + "r" * (len(header) - 1)),
@@ -171,6 +173,20 @@ def results_section(summary: ExperimentSummary, comparison: dict, bottom: float)
             "caption": f"{split} {metric} per arm: bar = mean, whiskers = ± std, dots = seeds; dashed line = the "
             f"baseline's mean; above each bar its Δ in points (* significant).{axis}",
         },
+    ]
+
+
+def sweep_caption(summary: ExperimentSummary) -> list[dict]:
+    """The fine-tuning rate every arm used, and how it was chosen (--learning_rate auto)."""
+    sweep = summary.learning_rate_sweep
+    if not sweep:
+        return []
+    tried = ", ".join(f"{c['learning_rate']:g}: {100 * c['dev'][sweep['metric']]:.1f}" for c in sweep["candidates"])
+    return [
+        caption(
+            f"Every arm fine-tuned at learning rate **{sweep['chosen']:g}**, chosen on dev: the baseline model's "
+            f"first seed ({sweep['seed']}) at each candidate rate scored dev {sweep['metric']} {tried}."
+        )
     ]
 
 
@@ -233,14 +249,18 @@ def forgetting_section(summary: ExperimentSummary) -> list[dict]:
     return blocks + [
         caption(
             "Held-out LM loss of the starting checkpoint (before) and of each arm's final checkpoint (after); lower "
-            "is better. A fall on the domain is adaptation; a rise on general text is forgetting."
+            "is better. A fall on the domain is adaptation; a rise on general text is forgetting. Every checkpoint "
+            "is measured alike (`dontstop lm-eval`: the same held-out blocks, a checkpoint without an MLM head "
+            "given one by the same head warm-up), so these losses differ from the pretraining stages' own "
+            "evaluations in the Arms section, which use fewer blocks and the head as trained so far."
         ),
         table(["arm", "held-out set", "before", "after", "change"], rows, "llrrr"),
         *relevance(summary),
         {
             "kind": "figure",
             "file": "forgetting.png",
-            "caption": "Held-out LM loss before (grey) and after (the arm's colour) each arm, with the change.",
+            "caption": "Held-out LM loss before (grey) and after (the arm's colour) each arm, with the change. Each "
+            "panel's y axis starts just below its lowest loss, not at 0, so that small changes show.",
         },
     ]
 
@@ -308,11 +328,15 @@ def compute_section(summary: ExperimentSummary) -> list[dict]:
             ]
         )
     wall = duration(summary.wall_seconds)
+    estimate = ""
+    if summary.estimated_seconds is not None and summary.run_seconds:
+        estimate = (f" This run took {duration(summary.run_seconds)}, estimated before its first stage at "
+                    f"{duration(summary.estimated_seconds)}.")  # fmt: skip
     return [
         {"kind": "h2", "text": "Compute", "id": "compute"},
         caption(
             f"Per arm, over its chain of stages; cached stages were reused from an earlier run. The whole "
-            f"experiment: {wall}."
+            f"experiment: {wall}.{estimate}"
         ),
         table(["arm", "pretrain steps", "pretrain tokens", "pretraining", "fine-tuning", "cached"], rows, "lrrrrl"),
     ]
@@ -321,7 +345,14 @@ def compute_section(summary: ExperimentSummary) -> list[dict]:
 def arms_section(summary: ExperimentSummary, comparison: dict) -> list[dict]:
     """Each arm's chain: its stages in order, then the fine-tuning, each with its directory."""
     seeds = {row["name"]: len(row["seeds"]) for row in comparison["runs"]}
-    blocks = [{"kind": "h2", "text": "Arms", "id": "arms"}]
+    blocks = [
+        {"kind": "h2", "text": "Arms", "id": "arms"},
+        caption(
+            "Held-out losses here are each pretraining stage's own evaluations, from after its head warm-up "
+            "where it had one (before it the loss is a random head's); the Forgetting section measures every "
+            "checkpoint alike."
+        ),  # fmt: skip
+    ]
     for arm in summary.arms:
         items = [stage_line(stage) for stage in arm.stages]
         finetune = duration(arm.compute.finetune_seconds)

@@ -85,16 +85,26 @@ def compare_arms(summary: ExperimentSummary | dict) -> dict:
         base = runs[0].results
         candidates = [base.primary_metric, PRIMARY_METRIC.get(base.task_type), *metrics]
         primary = next(m for m in candidates if m in metrics)
-    comparison = compare_runs(runs, split, [primary] + [m for m in metrics if m != primary])
+    checks = {arm.name: arm.check for arm in summary.arms if arm.check}
+    comparison = compare_runs(runs, split, [primary] + [m for m in metrics if m != primary], checks)
     comparison["primary_metric"] = primary
     comparison["verdict"] = verdict(comparison)
     return comparison
 
 
 def verdict(comparison: dict) -> dict:
-    """The headline: which arm is best on the primary metric and whether it beats the baseline significantly.
-    Returns {"text" (Markdown), "tone" ("win", "unclear" or "none"), "best" (arm name)}."""
-    metric, runs = comparison["primary_metric"], comparison["runs"]
+    """The headline: which arm is best on the primary metric and whether it beats the baseline significantly, then
+    the outcome of any design check. Returns {"text" (Markdown), "tone" ("win", "unclear" or "none"), "best"}."""
+    result = methods_verdict(comparison)
+    baseline = comparison["runs"][0]["name"]
+    for row in comparison["runs"]:
+        if "check" in row:
+            result["text"] += " " + check_sentence(row, baseline)
+    return result
+
+
+def methods_verdict(comparison: dict) -> dict:
+    metric, runs = comparison["primary_metric"], [r for r in comparison["runs"] if "check" not in r]
     label = f"{comparison['split']} {metric}"
     base, others = runs[0], runs[1:]
 
@@ -141,6 +151,19 @@ def verdict(comparison: dict) -> dict:
     if tone != "win":
         text += " No arm is better than the baseline at this budget."
     return {"best": best["name"], "tone": tone, "text": text}
+
+
+def check_sentence(row: dict, baseline: str) -> str:
+    """The outcome of a design check, in a sentence: a failed one says the comparison cannot be trusted."""
+    check = row["check"]
+    seeds = f"{check['equal']} of {check['seeds']} seeds"
+    if check["passed"]:
+        return f"Identity check **{row['name']}**: the same {check['metric']} as {baseline} on {seeds}."
+    return (
+        f"**Identity check {row['name']} failed**: the same {check['metric']} as {baseline} on only {seeds} "
+        f"(largest difference {points(check['largest_difference'] or 0.0)} points): arms differ in more than their "
+        "checkpoint, so their differences are not the method's alone."
+    )
 
 
 def results_table(summary: ExperimentSummary | dict, comparison: dict | None = None) -> str:

@@ -1,0 +1,161 @@
+"""How long an experiment will take: said before its first stage, refined as stages finish, and checked at the end.
+
+Every stage's work is counted from its options in what costs time (`Work`): tokens through a training step, tokens
+through evaluation only (about a third of a training step's cost), model loads, and seconds of work that is not the
+model's (reading and holding out corpora, indexing, counting). One short calibration before the first stage prices
+the first two and the loads on this machine, with the experiment's own model: a few training steps at the
+pretraining batch shape. As stages finish, each kind's estimates are scaled by what its finished stages took against
+what they were estimated to take (kinds not seen yet by all finished stages together). The estimate made before the
+first stage and the wall time are kept in `experiment.json`, so an estimate's error is on record.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+from .stages import Stage
+
+logger = logging.getLogger(__name__)
+
+EVAL_COST = 1 / 3  # a forward pass, against forward + backward + optimizer step
+SMALL_STAGE_SECONDS = 5.0  # a stage without model work (prepare, mine, a bag-of-words select)
+
+
+@dataclass
+class Work:
+    train_tokens: float = 0.0
+    eval_tokens: float = 0.0
+    loads: float = 0.0
+    seconds: float = 0.0  # work that is not the model's
+
+
+@dataclass
+class Prices:
+    """This machine's prices, from the calibration."""
+
+    per_token: float  # seconds per token of a training step
+    per_load: float  # seconds to load the model
+
+    def seconds(self, work: Work) -> float:
+        tokens = work.train_tokens + EVAL_COST * work.eval_tokens
+        return tokens * self.per_token + work.loads * self.per_load + work.seconds
+
+
+def lines(path) -> int | None:
+    """The number of lines of a file the stage names directly (an earlier stage's output is not there yet)."""
+    if not isinstance(path, str) or not os.path.isfile(path):
+        return None
+    with open(path, "rb") as f:
+        return sum(1 for _ in f)
+
+
+def pretrain_work(stage: Stage) -> Work:
+    o = stage.options
+    batch, length = int(o.get("per_device_train_batch_size", 8)), int(o.get("max_seq_length") or 512)
+    steps = int(o.get("max_steps") or 0)
+    if steps <= 0:  # an epoch budget: documents (or, not known yet, a guess) over the batch, each a few blocks
+        documents = sum(lines(f) or 1000 for f in o.get("train_file") or [None])
+        steps = int(float(o.get("num_train_epochs", 3)) * max(1, documents // batch))
+    evaluations = 2 + (steps // int(o["eval_steps"]) if o.get("eval_steps") else 0)
+    held_out = len(o.get("eval_file") or []) * int(o.get("max_eval_samples") or 0) * length
+    return Work(steps * batch * length, evaluations * held_out, loads=1)
+
+
+def finetune_work(stage: Stage, runs: int | None = None) -> Work:
+    """Seeds x epochs over the (limited) training file, dev after every epoch, test once per seed."""
+    o = stage.options
+    seeds = str(o.get("seeds", 5))
+    count = runs or (int(seeds) if seeds.isdigit() else len(seeds.split(",")))
+    length, epochs = int(o.get("max_seq_length") or 128), float(o.get("num_train_epochs", 10))
+    train = lines(o.get("train_file")) or 1000
+    limit = o.get("train_limit")
+    train = min(train, int(limit)) if limit else train
+    dev = min(lines(o.get("validation_file")) or 0, int(o.get("validation_limit") or 10**9))
+    test = lines(o.get("test_file")) or 0
+    return Work(count * epochs * train * length, count * (epochs * dev + test) * length, loads=count)
+
+
+def lm_eval_work(stage: Stage) -> Work:
+    o = stage.options
+    length, sets = int(o.get("max_seq_length", 128)), len(o.get("eval_file") or [])
+    warmup = int(o.get("head_warmup_steps", 0)) * int(o.get("batch_size", 16)) * length
+    return Work(warmup, sets * int(o.get("eval_blocks", 16)) * length, loads=1)
+
+
+def inspect_work(stage: Stage) -> Work:
+    o = stage.options
+    probe = int(o.get("probe_steps") or 0) * 16 * 128 if o.get("model_name_or_path") else 0
+    return Work(probe, loads=1 if o.get("model_name_or_path") else 0, seconds=SMALL_STAGE_SECONDS)
+
+
+def sweep_work(stage: Stage) -> Work:
+    """The first seed's fine-tuning at every candidate rate."""
+    return finetune_work(stage, runs=len(str(stage.options.get("learning_rate_candidates", "1,2,3,4")).split(",")))
+
+
+WORK = {
+    "pretrain": pretrain_work,
+    "finetune": finetune_work,
+    "lr-sweep": sweep_work,
+    "lm-eval": lm_eval_work,
+    "inspect": inspect_work,
+}
+
+
+def work_of(stage: Stage) -> Work:
+    count = WORK.get(stage.kind)
+    return count(stage) if count else Work(seconds=SMALL_STAGE_SECONDS)
+
+
+def calibrate(model, batch: int, length: int, steps: int = 3) -> Prices:
+    """Load the model and time a few training steps of random tokens at the pretraining batch shape."""
+    import torch
+    from transformers import AutoConfig, AutoModelForMaskedLM
+
+    from ..models import resolve_model_path
+
+    started = time.perf_counter()
+    if isinstance(model, str):
+        lm = AutoModelForMaskedLM.from_pretrained(resolve_model_path(model))
+    else:  # pretrained from a config by the experiment's first stage
+        lm = AutoModelForMaskedLM.from_config(AutoConfig.from_pretrained(model.options["config_name"]))
+    loaded = time.perf_counter() - started
+    length = min(length, getattr(lm.config, "max_position_embeddings", length))
+    ids = torch.randint(5, lm.config.vocab_size, (batch, length), generator=torch.Generator().manual_seed(0))
+    optimizer = torch.optim.AdamW(lm.parameters(), lr=1e-5)
+    times = []
+    for _ in range(steps + 1):  # the first step warms up allocators and kernels: not counted
+        started = time.perf_counter()
+        lm(input_ids=ids, labels=ids).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        times.append(time.perf_counter() - started)
+    return Prices(per_token=sorted(times[1:])[len(times[1:]) // 2] / (batch * length), per_load=loaded)
+
+
+class Estimate:
+    """The time left, from prices and each stage's work, scaled by what finished stages took (see the docstring)."""
+
+    def __init__(self, prices: Prices | None):
+        self.prices = prices
+        self.ratios: dict[str, list[tuple[float, float]]] = {}  # kind -> [(estimated, actual seconds)]
+
+    def planned(self, stage: Stage) -> float | None:
+        return self.prices.seconds(work_of(stage)) if self.prices else None
+
+    def learn(self, stage: Stage, seconds: float) -> None:
+        planned = self.planned(stage)
+        if planned:
+            self.ratios.setdefault(stage.kind, []).append((planned, seconds))
+
+    def scale(self, kind: str) -> float:
+        pairs = self.ratios.get(kind) or [p for pairs in self.ratios.values() for p in pairs]
+        return sum(a for _, a in pairs) / sum(e for e, _ in pairs) if pairs else 1.0
+
+    def remaining(self, pending: list[Stage]) -> float | None:
+        if self.prices is None:
+            return None
+        return sum(self.planned(stage) * self.scale(stage.kind) for stage in pending)

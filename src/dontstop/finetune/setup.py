@@ -1,0 +1,154 @@
+"""What every fine-tuning needs before its seeds: the task read (a dev split held out if none is given), the
+tokenizer and config, the splits encoded, and a model whose fresh task head the seed fixes."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from transformers import set_seed
+
+from ..adapters import is_adapter_model
+from ..errors import UsageError
+from ..models import load_config, load_pretrained, load_tokenizer, read_adapter, resolve_model_path, tokenizer_source
+from ..tasks import Encoded, Task, encode, load_task, stratified_sample
+from .args import FinetuningArguments, TaskArguments, selection_metric
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_TYPES = {"single_label": "single_label_classification", "multi_label": "multi_label_classification"}
+
+
+def load_tokenizer_and_config(task_args: TaskArguments, task: Task):
+    """(resolved model path, tokenizer, config for the task)."""
+    source = resolve_model_path(task_args.model_name_or_path)
+    at = tokenizer_source(source, task_args.tokenizer_name)
+    tokenizer = load_tokenizer(at, shown=source)
+    if task.task_type == "token" and getattr(tokenizer, "add_prefix_space", True) is False:
+        # Byte-level BPE (RoBERTa, GPT-2) spells a word differently after a space; words of a sentence are.
+        tokenizer = load_tokenizer(at, shown=source, add_prefix_space=True)
+    config = load_config(
+        source,
+        num_labels=len(task.labels),
+        id2label=dict(enumerate(task.labels)),
+        label2id=task.label2id,
+        problem_type=PROBLEM_TYPES.get(task.task_type),
+    )
+    if getattr(config, "pad_token_id", None) is None:
+        config.pad_token_id = tokenizer.pad_token_id
+    if task.task_type == "token" and not getattr(tokenizer, "is_fast", False):
+        raise UsageError(f"{source}: token classification needs a fast tokenizer (to map sub-tokens to words)")
+    return source, tokenizer, config
+
+
+def initialise_new_weights(model, names: list[str], seed: int) -> None:
+    """Initialise afresh the modules holding `names`, each from a generator seeded by (seed, module name).
+
+    The paired design: seed s must give every arm the same head, whatever else its checkpoint lacked or held (the
+    library draws new weights from one stream, in an order that depends on which are missing)."""
+    import hashlib
+
+    import torch
+
+    for module_name in sorted({name.rsplit(".", 1)[0] for name in names}):
+        digest = hashlib.sha256(f"{seed}:{module_name}".encode()).digest()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int.from_bytes(digest[:8], "little"))
+            model._init_weights(model.get_submodule(module_name))
+
+
+def load_seeded_model(task: Task, source: str, config, seed: int, args: FinetuningArguments | None = None):
+    """(the checkpoint with a task head whose initialisation `seed` fixes, the names of the weights initialised
+    afresh); a broken checkpoint is a UsageError.
+
+    From an adapter directory: its base model with the adapter merged in (this in-memory copy only). With
+    `--adapter lora` in `args`: wrapped in a fresh task adapter, under which everything loaded stays frozen."""
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
+
+    auto = AutoModelForTokenClassification if task.task_type == "token" else AutoModelForSequenceClassification
+    set_seed(seed)
+    model, info = load_pretrained(auto, source, config=config, ignore_mismatched_sizes=True)
+    mismatched = {key if isinstance(key, str) else key[0] for key in info.get("mismatched_keys") or []}
+    new = sorted(set(info["missing_keys"]) | mismatched)
+    if not new:
+        logger.warning(
+            "%s already holds a %d-label head: it is fine-tuned further, not initialised afresh",
+            source,
+            len(task.labels),
+        )
+    initialise_new_weights(model, new, seed)
+    if args is not None and args.uses_adapter:
+        from ..adapters import add_task_adapter
+
+        model = add_task_adapter(model, args, task.task_type, set(new))
+    return model, new
+
+
+def adapter_record(source: str, model) -> dict | None:
+    """For results.json: the domain adapter merged in (if the model was one) and the task adapter (if any)."""
+    from ..adapters import adapter_report
+
+    domain = read_adapter(source) if os.path.isdir(source) else None
+    task = adapter_report(model) if model is not None and is_adapter_model(model) else None
+    if domain is None and task is None:
+        return None
+    return {"domain": {"path": domain.path, "base": domain.base} if domain else None, "task": task}
+
+
+def read_task(task_args: TaskArguments, args: FinetuningArguments) -> Task:
+    columns = dict(
+        text_column=task_args.text_column,
+        label_column=task_args.label_column,
+        text_pair_column=task_args.text_pair_column,
+        label_separator=task_args.label_separator,
+        label_type=task_args.label_type,
+    )
+    task = load_task(
+        task_args.train_file, task_args.validation_file, task_args.test_file, task_args.task_type,
+        task_args.validation_split_percentage, **columns,
+    )  # fmt: skip
+    if task.task_type == "token" and task_args.text_pair_column:
+        raise UsageError("--text_pair_column is for sequence tasks, not token classification")
+    if task_args.validation_limit:
+        # A fixed draw (seed 0), so every seed and every run being compared is scored on the same dev examples.
+        task.dev = task.dev.subset(stratified_sample(task.dev.labels, task_args.validation_limit, seed=0))
+    selection_metric(task, args)  # an unknown metric fails now, not after the first epoch
+    return task
+
+
+def encode_splits(task: Task, task_args: TaskArguments, tokenizer, config) -> tuple[dict[str, Encoded], int, dict]:
+    """({split: encoded examples}, the sequence length they were cut to, {split: what knowledge was appended})."""
+    limit = getattr(config, "max_position_embeddings", None) or 512
+    if tokenizer.model_max_length < 1_000_000:  # "no limit" is a huge sentinel; RoBERTa's 514 positions hold 512
+        limit = min(limit, tokenizer.model_max_length)
+    max_length = task_args.max_seq_length or min(512, limit)
+    if not 2 < max_length <= limit:
+        raise UsageError(f"--max_seq_length {max_length}: the model takes 3 to {limit} tokens")
+    splits = {"train": task.train, "dev": task.dev, "test": task.test}
+    knowledge = task_knowledge(task, task_args, tokenizer, max_length)
+    text_length = max_length - (task_args.room(max_length) if knowledge else 0)
+    encoded = {name: encode(task, split, tokenizer, text_length) for name, split in splits.items() if split}
+    expanded = {}
+    if knowledge is not None:
+        from ..knowledge.expand import expand_dataset
+
+        for name, split in encoded.items():
+            split.dataset, expanded[name] = expand_dataset(split.dataset, knowledge, max_length)
+            logger.info("%s: %d of %d examples with knowledge (%d terms)", name, expanded[name]["examples_with_terms"],
+                        expanded[name]["examples"], expanded[name]["terms_expanded"])  # fmt: skip
+    return encoded, max_length, expanded
+
+
+def task_knowledge(task: Task, task_args: TaskArguments, tokenizer, max_length: int):
+    """The glossary's and triples' terms for this task (--glossary, --triples), or None."""
+    if not task_args.uses_knowledge:
+        return None
+    from ..tokenization import Framing
+
+    task_args.check_knowledge(max_length)
+    if task.task_type == "token":
+        raise UsageError("--glossary/--triples are for sequence tasks, not token classification")
+    if tokenizer.padding_side != "right":
+        raise UsageError(f"--glossary/--triples: {tokenizer.name_or_path} pads on the left; appended knowledge "
+                         "needs padding on the right")  # fmt: skip
+    return task_args.knowledge(tokenizer, Framing.from_tokenizer(tokenizer).separator)
