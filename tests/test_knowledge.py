@@ -280,6 +280,7 @@ def test_glossary_triples_and_ngram_adapter_arms_plan_and_report(tmp_path, tiny_
     config = {
         "model": tiny_bert, "corpora": {"domain": "data/domain.jsonl", "general": "data/general.jsonl"},
         "task": {"train": "data/train.jsonl", "dev": "data/dev.jsonl"}, "inspect": False, "mine": {"long_tail": True},
+        "held_out": {"documents": 10},
         "arms": ["tapt", {"name": "tapt-glossary", "arm": "tapt", "pretrain": {"glossary": "data/glossary.tsv"}},
                  {"name": "tapt-facts", "arm": "tapt", "pretrain": {"triples": "data/facts.tsv"}},
                  {"name": "tapt-ngram", "arm": "tapt", "pretrain": {"ngram_adapter": True}}],
