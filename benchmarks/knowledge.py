@@ -28,7 +28,8 @@ reused when the script runs again (delete the directory to start over).
 Budget (2 CPU cores shared with other jobs): texts cut to 64 tokens everywhere; TAPT --tapt_steps steps of 32 texts
 (the glossary arm's examples are 96 tokens: the same 64 of text, then up to 32 of definitions, at most 32 per term);
 fine-tuning at most --epochs epochs, patience 3, learning rate 1e-4 (MiniLM barely moves at the paper's 2e-5, see
-README).
+README); --jobs (2) runs side by side. --no_finetune stops after TAPT and the word losses: at a load average above 20
+the first fine-tuning epoch of one seed took 13 minutes here, and the grid would have taken hours.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--work_dir", default=os.path.join(HERE, ".cache", "knowledge"))
     parser.add_argument("--quick", action="store_true", help="a small run for development (no results file)")
     parser.add_argument("--with_base", action="store_true", help="also fine-tune the model as given")
+    parser.add_argument("--no_finetune", action="store_true", help="TAPT and the word losses only (no fine-tuning)")
     parser.add_argument("--jobs", type=int, default=2, help="dontstop runs at a time (each OMP_NUM_THREADS threads)")
     for key, value in FULL.items():
         parser.add_argument(f"--{key}", type=int, help=f"(default {value}; --quick: {QUICK[key]})")
@@ -249,12 +251,15 @@ def main(argv: list[str]) -> int:
               f"{k['terms_expanded']:,} terms ({k['distinct_terms']} distinct), {k['appended_tokens']:,} appended "
               "tokens")  # fmt: skip
     term_shares(bench, terms)
-    models = {**arms, "base": MODEL} if opts.with_base else arms
-    tuned = dict(zip(models, pool.map(lambda item: finetune(bench, s, *item), models.items()), strict=True))
-    bench.say()
-    compare(bench, [(n, tuned[n]) for n in ("tapt", "glossary", "ngram")], "against TAPT alone (the standard way)")
-    if opts.with_base:
-        compare(bench, [(n, tuned[n]) for n in ("base", "tapt", "glossary", "ngram")], "against the model as given")
+    if not opts.no_finetune:
+        models = {**arms, "base": MODEL} if opts.with_base else arms
+        tuned = dict(zip(models, pool.map(lambda item: finetune(bench, s, *item), models.items()), strict=True))
+        bench.say()
+        compare(bench, [(n, tuned[n]) for n in ("tapt", "glossary", "ngram")], "against TAPT alone (the standard way)")
+        if opts.with_base:
+            compare(
+                bench, [(n, tuned[n]) for n in ("base", "tapt", "glossary", "ngram")], "against the model as given"
+            )
     with open(os.path.join(mined, "long_tail.tsv"), encoding="utf-8") as f:
         defined = {line.split("\t")[0] for line in f if line.rstrip("\n").split("\t")[7:8] == ["1"]}
     means = word_loss_table(bench, {"base": MODEL, **arms}, words, defined)
