@@ -14,13 +14,16 @@ WRAPPER = """import json, os, sys, time
 start = time.perf_counter()
 _, status, usage = os.wait4(os.posix_spawn(sys.argv[2], sys.argv[2:], os.environ), 0)
 with open(sys.argv[1], "w") as f:
-    json.dump({"seconds": time.perf_counter() - start, "peak_rss_bytes": usage.ru_maxrss * 1024}, f)
+    json.dump({"seconds": time.perf_counter() - start, "peak_rss_bytes": usage.ru_maxrss * 1024,
+               "cpu_seconds": usage.ru_utime + usage.ru_stime}, f)
 sys.exit(os.waitstatus_to_exitcode(status))
 """
 
 
 def measure(cmd: list[str], log_path: str) -> dict:
-    """Run `cmd` in a fresh process: wall seconds, and its peak RSS (with its descendants) from wait4."""
+    """Run `cmd` in a fresh process: wall seconds, and its peak RSS and CPU seconds (with its descendants) from
+    wait4. On a shared machine the wall time includes waiting for the others; the CPU seconds over the threads used
+    estimate it on idle cores."""
     env = dict(os.environ, TQDM_MININTERVAL="10", HF_HUB_OFFLINE="1")
     with open(log_path, "w") as log:
         done = subprocess.run(

@@ -38,6 +38,23 @@ def separable_task(n: int, seed: int) -> list[dict]:
     return rows
 
 
+# Two classes with no word in common: a classifier on any embedding of them separates them, so a flipped label stands
+# out (`dontstop clean`).
+DISJOINT = {"system": list(dict.fromkeys(WORDS))[:20], "network": list(dict.fromkeys(WORDS))[21:41]}
+
+
+def flipped_task(n: int, seed: int, flip: int | None = 7) -> list[dict]:
+    """`n` examples alternating between two disjoint classes, the label of example `flip` (line flip + 1) wrong."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = ("system", "network")[i % 2]
+        rows.append({"text": " ".join(rng.choices(DISJOINT[label], k=rng.randint(5, 9))), "label": label})
+    if flip is not None:
+        rows[flip]["label"] = "network" if rows[flip]["label"] == "system" else "system"
+    return rows
+
+
 def write_rows(path, rows) -> str:
     with open(path, "w", encoding="utf-8") as f:
         for row in rows:

@@ -267,3 +267,53 @@ def test_budget_and_label_curves_run_and_are_reported(tiny_bert, tmp_path):
     markdown = (out / "report.md").read_text()
     assert "## Pretraining budget" in markdown and "## Labels" in markdown
     assert (out / "budget.png").exists() and (out / "labels.png").exists()
+
+
+def test_a_clean_block_plans_a_clean_stage_whose_copy_the_arms_train_on(tiny_bert, tmp_path):
+    clean = {"folds": 4, "max_seq_length": 32}
+    arms = [{"name": "noisy", "arm": "baseline", "clean": False}, {"name": "cleaned", "arm": "baseline"}]
+    plan = load_experiment(experiment_yaml(tmp_path, tiny_bert, clean=clean, arms=arms), str(tmp_path / "o"))
+    (stage,) = [s for s in plan.stages if s.kind == "clean"]
+    assert plan.stages.index(stage) < min(plan.stages.index(arm.finetune) for arm in plan.arms)
+    assert stage.options["model_name_or_path"] == tiny_bert and stage.options["write_clean"] is True
+    assert stage.options["train_file"] == str(tmp_path / "data" / "train.jsonl") and stage.options["folds"] == 4
+    noisy, cleaned = plan.arms
+    assert noisy.clean is None and noisy.finetune.options["train_file"] == str(tmp_path / "data" / "train.jsonl")
+    ref = cleaned.finetune.options["train_file"]
+    assert cleaned.clean is stage and (ref.stage, ref.path) == (stage, "cleaned.jsonl")
+    assert "on the cleaned training file" in cleaned.description and "cleaned" not in noisy.description
+    for arms, message in (
+        ([{"name": "baseline", "clean": "yes"}], r"clean: expected true or false, got 'yes'"),
+        ([{"name": "baseline", "clean": True}], r"clean: true needs a clean: section"),
+    ):
+        with pytest.raises(UsageError, match=message):
+            load_experiment(experiment_yaml(tmp_path, tiny_bert, arms=arms), str(tmp_path / "o"))
+    with pytest.raises(UsageError, match=r"clean: unknown dontstop clean option\(s\) fold"):
+        load_experiment(experiment_yaml(tmp_path, tiny_bert, clean={"fold": 3}), str(tmp_path / "o"))
+    with pytest.raises(UsageError, match=r"clean.model_name_or_path: .*no_such_package"):
+        load_experiment(experiment_yaml(tmp_path, tiny_bert, clean={"model_name_or_path": "pkg:no_such_package"}))
+
+
+@pytest.mark.slow
+def test_arms_train_on_the_cleaned_file_and_the_report_says_so(tiny_bert, tmp_path):
+    from helpers import flipped_task
+
+    from dontstop.records import FinetuneResults, LabelIssues
+
+    clean = {"folds": 4, "max_seq_length": 32, "logistic_c": 100}  # the tiny model's vectors need a weak prior
+    arms = [{"name": "noisy", "arm": "baseline", "clean": False}, "baseline"]
+    path = experiment_yaml(tmp_path, tiny_bert, inspect=False, clean=clean, arms=arms)
+    write_rows(tmp_path / "data" / "train.jsonl", flipped_task(48, seed=0))
+    out = tmp_path / "run"
+    summary = run_experiment(load_experiment(path, str(out)))
+    assert "clean labels" in ran_stages(summary)
+    baseline = summary.arm("baseline")
+    record = LabelIssues.load(baseline.clean_dir)
+    assert record.issues >= 1 and summary.arm("noisy").clean_dir is None
+    trained = FinetuneResults.load(baseline.finetune_dir).train_file
+    assert trained["examples"] == 48 - record.issues and trained["path"].endswith("cleaned.jsonl")
+    assert FinetuneResults.load(summary.arm("noisy").finetune_dir).train_file["examples"] == 48
+    markdown = (out / "report.md").read_text()
+    assert f"**clean** (embed, 4 folds) · {record.issues} of 48 training labels flagged" in markdown
+    again = run_experiment(load_experiment(path, str(out)))
+    assert not again.stages_run  # everything cached, the clean stage too

@@ -75,7 +75,8 @@ def test_the_estimate_scales_each_kind_by_what_its_finished_stages_took():
     assert estimate.planned(first) == pytest.approx(10 * 2 * 8 * 0.01 + 1.0)  # tokens trained, one load
     estimate.learn(first, 2 * estimate.planned(first))  # it took twice the estimate
     assert estimate.remaining([second]) == pytest.approx(2 * (20 * 2 * 8 * 0.01 + 1.0))
-    # A kind not seen yet is scaled by all finished stages together.
+    # A kind not seen yet is scaled by all finished stages that ran the model together, not by one of fixed seconds.
+    estimate.learn(Stage("prepare", "data", {}), 0.01)
     assert estimate.remaining([finetune]) == pytest.approx(2 * estimate.planned(finetune))
 
 
@@ -150,6 +151,15 @@ def test_learning_rate_auto_fine_tunes_the_first_seed_at_each_rate_and_keeps_the
     # The first seed at the chosen rate is the sweep's run at that rate: the same draw, head and data order.
     chosen = next(c for c in sweep["candidates"] if c["learning_rate"] == sweep["chosen"])
     assert results["seeds"][0]["dev"] == chosen["dev"]
+    # Another run takes the rate from the sweep file alone (no second sweep); a rate given beside it is refused.
+    again, file = tmp_path / "again", str(out / "learning_rate_sweep.json")
+    argv = finetune_args(tiny_bert, files, again, "--learning_rate_sweep", file)
+    del argv[argv.index("--learning_rate") : argv.index("--learning_rate") + 2]  # the helpers' own rate
+    assert main(["finetune", *argv]) == 0
+    assert json.loads((again / "results.json").read_text())["learning_rate"] == sweep["chosen"]
+    assert not (again / "learning_rate_sweep.json").exists()
+    argv = finetune_args(tiny_bert, files, tmp_path / "both", "--learning_rate", "1e-4", "--learning_rate_sweep", file)
+    assert main(["finetune", *argv]) == 2
 
 
 def test_an_experiment_sweeps_the_rate_once_on_the_baseline_model(tiny_bert, tmp_path):

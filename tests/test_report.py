@@ -284,3 +284,59 @@ def test_missing_inputs_leave_sections_out(tmp_path):
     assert "Vocabulary overlap" not in markdown
     assert len(images((out / "report.html").read_text())) == 1
     assert result["verdict"]["best"] == "dapt+tapt"
+
+
+def write_class_results(directory, correct_c: list[int]) -> str:
+    """A results.json of 5 seeds scored class by class, with each seed's predictions: 10 test examples of each of a,
+    b and c; seed s gets correct_c[s] of the c examples right (the rest predicted b), a and b all but one right."""
+    from dontstop.scoring import per_class, score
+
+    os.makedirs(directory, exist_ok=True)
+    gold = ["a"] * 10 + ["b"] * 10 + ["c"] * 10
+    seeds = []
+    for s, right in enumerate(correct_c):
+        predicted = ["a"] * 9 + ["b"] + ["b"] * 9 + ["a"] + ["c"] * right + ["b"] * (10 - right)
+        os.makedirs(os.path.join(directory, f"seed-{s}"), exist_ok=True)
+        with open(os.path.join(directory, f"seed-{s}", "predictions_test.jsonl"), "w", encoding="utf-8") as f:
+            for i, (g, p) in enumerate(zip(gold, predicted, strict=True)):
+                f.write(json.dumps({"line": i + 1, "label": g, "prediction": p}) + "\n")
+        scores = score("single_label", gold, predicted)
+        seeds.append({"seed": s, "dev": scores, "test": scores, "draw": f"draw{s}",
+                      "per_class": {"test": per_class("single_label", gold, predicted, ["a", "b", "c"])}})  # fmt: skip
+    file = {"path": "test.jsonl", "sha256": "abc", "examples": 30}
+    results = {"task_type": "single_label", "labels": ["a", "b", "c"], "primary_metric": "macro_f1",
+               "metrics": ["accuracy", "macro_f1", "micro_f1"], "validation_file": file, "test_file": file,
+               "seeds": seeds}  # fmt: skip
+    with open(os.path.join(directory, "results.json"), "w", encoding="utf-8") as f:
+        json.dump(results, f)
+    return str(directory)
+
+
+def test_per_class_section_flags_the_class_that_changed_and_draws_both_confusions(tmp_path):
+    summary = make_summary(tmp_path)
+    del summary["arms"][1:]
+    summary["arms"][0]["finetune_dir"] = write_class_results(tmp_path / "ft-base", [1, 2, 1, 3, 2])
+    summary["arms"].append({**summary["arms"][0], "name": "better", "description": "c learned",
+                            "finetune_dir": write_class_results(tmp_path / "ft-better", [8, 9, 8, 9, 9])})  # fmt: skip
+    summary["arms"].append({**summary["arms"][0], "name": "same", "description": "nothing changed",
+                            "finetune_dir": write_class_results(tmp_path / "ft-same", [2, 1, 2, 2, 3])})  # fmt: skip
+    out = tmp_path / "report"
+    result = write_report(summary, str(out))
+    assert "confusion.png" in result["paths"] and result["verdict"]["best"] == "better"
+    markdown = (out / "report.md").read_text()
+    assert "## Per class" in markdown and "for **better** against **baseline**" in markdown
+    rows = {line.split("|")[1].strip(): line for line in markdown.split("## Per class")[1].splitlines()
+            if line.startswith("| ") and line.count("|") == 8}  # fmt: skip
+    assert rows["c"].endswith("| yes |") and "| 10 |" in rows["c"]  # support 10
+    assert rows["b"].endswith("| yes |")  # b's precision rises once c is no longer predicted as b
+    assert rows["a"].endswith("| n/a | no |")  # the same F1 at every seed: nothing to test
+    assert "paired t-test over seeds per class, p corrected by Holm's method over the 3 classes" in markdown
+    assert "**better**: b (+" in markdown and ", c (+" in markdown
+    assert "**same**: no class changed significantly" in markdown
+    assert len(images((out / "report.html").read_text())) == 2  # results and the confusion matrices
+
+    # runs of earlier versions, not scored per class: no section, nothing breaks
+    old = make_summary(tmp_path)
+    write_report(old, str(tmp_path / "old"))
+    assert "Per class" not in (tmp_path / "old" / "report.md").read_text()
+    assert not (tmp_path / "old" / "confusion.png").exists()

@@ -28,6 +28,7 @@ API = {
     "run_pretrain": "pretrain",
     "run_lm_eval": "lm-eval",
     "run_finetune": "finetune",
+    "run_clean": "clean",
 }
 
 __all__ = [*API, "run_experiment", "load_experiment"]

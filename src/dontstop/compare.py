@@ -131,15 +131,24 @@ def predictions(run: Run, split: str) -> tuple[list, list[list]] | None:
 
 def compare_metric(base: Run, run: Run, split: str, metric: str, note: str | None) -> dict:
     """Mean and std of `run`, and the test against `base`: paired when `note` is None, else Welch's."""
-    ours, theirs = base.values(split, metric), run.values(split, metric)
+    return compare_values(base, run, base.values(split, metric), run.values(split, metric), note)
+
+
+def compare_values(
+    base: Run, run: Run, ours: list[float], theirs: list[float], note: str | None, power: bool = True
+) -> dict:
+    """Mean and std of `theirs` (one value per seed of `run`, in its order) and the test against `ours` (per seed of
+    `base`): paired by seed when `note` is None, else Welch's; with `power`, what the design can detect. Any per-seed
+    score: a metric, one class's F1."""
+    compared = theirs
     if note is None:
         order = {seed.seed: i for i, seed in enumerate(run.results.seeds)}
-        theirs_paired = [theirs[order[seed.seed]] for seed in base.results.seeds]
-        test = paired(ours, theirs_paired)
-        test["power"] = design_power(ours, theirs_paired, True)
+        compared = [theirs[order[seed.seed]] for seed in base.results.seeds]
+        test = paired(ours, compared)
     else:
         test = {**welch(ours, theirs), "pairing_note": note}
-        test["power"] = design_power(ours, theirs, False)
+    if power:
+        test["power"] = design_power(ours, compared, note is None)
     return {**aggregate(theirs), **test}
 
 

@@ -39,6 +39,7 @@ STAGES = {
     "preview": ("dontstop.preview", "show a corpus masked as pretrain would mask it (units, rate, unit lengths)"),
     "finetune": ("dontstop.finetune", "fine-tune a checkpoint on a labelled task over seeds: dev/test mean ± std"),
     "lr-sweep": ("dontstop.finetune.sweep", "choose the fine-tuning learning rate on dev (first seed, each rate)"),
+    "clean": ("dontstop.clean", "find likely label errors in a training file (confident learning, out of fold)"),
     "compare": ("dontstop.compare", "compare finetune runs: mean ± std, deltas, paired (or Welch) tests, Holm"),
     "run": ("dontstop.experiment", "an experiment: arms (baseline, DAPT, TAPT, ...) fine-tuned over seeds, a report"),
     "demo": ("dontstop.demo", "the embedded demo experiment (examples/demo.yaml): the same as `dontstop run`"),

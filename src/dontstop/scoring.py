@@ -9,6 +9,9 @@
 
 F1 of a class with no gold and no predicted example is left out of macro averages (scikit-learn's convention);
 a class with gold examples and no predictions scores 0.
+
+Per class (`per_class`): precision, recall, F1 and support of every label (single_label, multi_label) or entity
+type (token), so a macro-F1 far below accuracy can be traced to the classes that fail.
 """
 
 from __future__ import annotations
@@ -73,6 +76,43 @@ def score(task_type: str, gold: list, predicted: list) -> dict[str, float]:
     if len(gold) != len(predicted):
         raise ValueError(f"{len(gold)} gold examples but {len(predicted)} predictions")
     return SCORERS[task_type](gold, predicted)
+
+
+CLASS_METRICS = ("precision", "recall", "f1", "support")
+
+
+def per_class(task_type: str, gold: list, predicted: list, labels: list[str]) -> dict[str, dict]:
+    """{class: {"precision", "recall", "f1", "support"}} of one split: every label of `labels` (in that order), or
+    for a token task every entity type found in gold or prediction."""
+    if task_type == "token":
+        from seqeval.metrics import classification_report
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            report = classification_report(gold, predicted, output_dict=True, zero_division=0)
+        rows = {name: values for name, values in report.items() if not name.endswith(" avg")}
+        return {
+            name: {"precision": float(r["precision"]), "recall": float(r["recall"]), "f1": float(r["f1-score"]),
+                   "support": int(r["support"])}
+            for name, r in sorted(rows.items())
+        }  # fmt: skip
+    from sklearn.metrics import precision_recall_fscore_support
+
+    if task_type == "multi_label":
+        from sklearn.preprocessing import MultiLabelBinarizer
+
+        binarizer = MultiLabelBinarizer(classes=labels).fit([labels])
+        gold, predicted = binarizer.transform(gold), binarizer.transform(predicted)
+        columns = {"labels": None}
+    else:
+        columns = {"labels": labels}
+    precision, recall, f1, support = precision_recall_fscore_support(
+        gold, predicted, average=None, zero_division=0, **columns
+    )
+    return {
+        label: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(n)}
+        for label, p, r, f, n in zip(labels, precision, recall, f1, support, strict=True)
+    }
 
 
 def aggregate(values: list[float]) -> dict:

@@ -99,6 +99,14 @@ def _decode(path: str, raw: bytes) -> str:
         raise UsageError(f"{path}:{lineno}: invalid UTF-8 (byte {e.start})") from None
 
 
+def csv_dialect(path: str) -> dict:
+    """How a .csv or .tsv task file is read (and written back): TSV task files (GLUE and the like) quote nothing, so
+    a stray quote is text, not the start of a quoted field."""
+    if os.path.splitext(path)[1].lower() == ".tsv":
+        return {"delimiter": "\t", "quoting": csv.QUOTE_NONE}
+    return {"delimiter": ","}
+
+
 def _records(path: str, raw: bytes):
     """Yield (line number, record dict) from the bytes of a jsonl/csv/tsv file, with file:line errors."""
     suffix = os.path.splitext(path)[1].lower()
@@ -109,9 +117,7 @@ def _records(path: str, raw: bytes):
                 yield lineno, parse_json_line(path, lineno, line)
     else:
         csv.field_size_limit(1 << 30)  # long documents are fine; the csv module's default stops at 128 KiB
-        # TSV task files (GLUE and the like) quote nothing: a stray quote is text, not the start of a quoted field.
-        dialect = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if suffix == ".tsv" else {"delimiter": ","}
-        reader = csv.DictReader(io.StringIO(text, newline=""), **dialect)
+        reader = csv.DictReader(io.StringIO(text, newline=""), **csv_dialect(path))
         for record in reader:
             yield reader.line_num, record
 
@@ -209,6 +215,11 @@ def _sort_key(label: str):
     return (label != "O", not numeric, int(label) if numeric else 0, label)
 
 
+def sorted_labels(names) -> list[str]:
+    """Class names in the order of a task's label ids: numbers numerically, then names; "O" first."""
+    return sorted(names, key=_sort_key)
+
+
 def load_task(
     train_file: str,
     validation_file: str | None,
@@ -224,7 +235,7 @@ def load_task(
     train = read_task_file(train_file, task_type, **columns)
     if task_type == "auto":
         task_type = infer_task_type(train.texts[0], train.labels[0])
-    labels = sorted(_label_names(train, task_type), key=_sort_key)
+    labels = sorted_labels(_label_names(train, task_type))
     if task_type == "single_label" and len(labels) < 2:
         raise UsageError(f"{train_file}: only one label ({labels[0]}) in the training file; nothing to learn")
     known = set(labels)

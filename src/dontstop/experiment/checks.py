@@ -25,8 +25,11 @@ def check_inputs(experiment: schema.Experiment, reader: schema.Reader) -> None:
     task = experiment.task
     columns = {k: v for k, v in task.columns.items() if k in TASK_COLUMNS}
     load_task(task.train, task.dev, task.test, task.columns.get("task_type", "auto"), **columns)
-    for where, model in (("model", experiment.model), *[(f"base.{k}", v) for k, v in (experiment.base or {}).items()
-                                                          if k in ("config_name", "tokenizer_name")]):  # fmt: skip
+    models = [("model", experiment.model)]
+    models += [(f"base.{k}", v) for k, v in (experiment.base or {}).items() if k in ("config_name", "tokenizer_name")]
+    if (experiment.clean or {}).get("model_name_or_path"):
+        models.append(("clean.model_name_or_path", reader.model_of(str(experiment.clean["model_name_or_path"]))))
+    for where, model in models:
         check_model(reader, where, model)
 
 

@@ -5,8 +5,8 @@ through evaluation only (about a third of a training step's cost), model loads, 
 model's (reading and holding out corpora, indexing, counting). One short calibration before the first stage prices
 the first two and the loads on this machine, with the experiment's own model: a few training steps at the
 pretraining batch shape. As stages finish, each kind's estimates are scaled by what its finished stages took against
-what they were estimated to take (kinds not seen yet by all finished stages together). The estimate made before the
-first stage and the wall time are kept in `experiment.json`, so an estimate's error is on record.
+what they were estimated to take (a kind not seen yet, by all the finished stages that ran the model together). The
+estimate made before the first stage and the wall time are kept in `experiment.json`, so its error is on record.
 """
 
 from __future__ import annotations
@@ -96,12 +96,25 @@ def sweep_work(stage: Stage) -> Work:
     return finetune_work(stage, runs=len(str(stage.options.get("learning_rate_candidates", "1,2,3,4")).split(",")))
 
 
+def clean_work(stage: Stage) -> Work:
+    """embed: every training text through the model once; finetune: a fine-tuning run per fold on the other folds,
+    scoring its fold."""
+    o = stage.options
+    folds, train = int(o.get("folds", 5)), lines(o.get("train_file")) or 1000
+    if o.get("mode", "embed") == "embed":
+        return Work(eval_tokens=train * int(o.get("max_seq_length") or 256), loads=1)
+    length, epochs = int(o.get("max_seq_length") or 128), float(o.get("num_train_epochs", 10))
+    dev = lines(o.get("validation_file")) or train // 10
+    return Work(epochs * (folds - 1) * train * length, folds * (epochs * dev + train / folds) * length, loads=folds)
+
+
 WORK = {
     "pretrain": pretrain_work,
     "finetune": finetune_work,
     "lr-sweep": sweep_work,
     "lm-eval": lm_eval_work,
     "inspect": inspect_work,
+    "clean": clean_work,
 }
 
 
@@ -142,6 +155,10 @@ class Estimate:
     def __init__(self, prices: Prices | None):
         self.prices = prices
         self.ratios: dict[str, list[tuple[float, float]]] = {}  # kind -> [(estimated, actual seconds)]
+        # Stages that ran the model: what a kind not seen yet borrows. A stage of fixed seconds (prepare, a
+        # bag-of-words inspect) says nothing of the model's speed: a 0.1 s prepare once scaled the rest to minutes,
+        # a slow inspect to a day.
+        self.model_ratios: list[tuple[float, float]] = []
 
     def planned(self, stage: Stage) -> float | None:
         return self.prices.seconds(work_of(stage)) if self.prices else None
@@ -150,9 +167,12 @@ class Estimate:
         planned = self.planned(stage)
         if planned:
             self.ratios.setdefault(stage.kind, []).append((planned, seconds))
+            work = work_of(stage)
+            if work.train_tokens or work.eval_tokens:
+                self.model_ratios.append((planned, seconds))
 
     def scale(self, kind: str) -> float:
-        pairs = self.ratios.get(kind) or [p for pairs in self.ratios.values() for p in pairs]
+        pairs = self.ratios.get(kind) or self.model_ratios
         return sum(a for _, a in pairs) / sum(e for e, _ in pairs) if pairs else 1.0
 
     def remaining(self, pending: list[Stage]) -> float | None:

@@ -15,6 +15,8 @@ from .stages import Named, Ref, Stage, arguments_of, local_inputs
 
 # Keys an arm's chain steps may hold besides the stage's own options.
 CHAIN_KEYS = {"data", "budget"}
+# The task's column options that the clean stage reads the training file with, as fine-tuning does.
+CLEAN_COLUMNS = ("text_column", "text_pair_column", "label_column", "label_type")
 
 
 @dataclass
@@ -27,6 +29,7 @@ class Arm:
     lm_eval: Stage | None = None
     budget: list[tuple[float, Stage, Stage]] = field(default_factory=list)  # (fraction, finetune, lm-eval) < 1
     sizes: list[tuple[str, Stage]] = field(default_factory=list)  # (training size, finetune): a label-size curve
+    clean: Stage | None = None  # the clean stage whose cleaned training file the arm fine-tunes on
     check: str | None = None  # a design check (schema.CHECKS), not a method
 
 
@@ -102,6 +105,7 @@ class Planner:
             base = dict(experiment.base)
             self.model = self.pretrain_stage(None, base, base.pop("data", "general"), None, "base")
         self.base_eval = self.lm_eval_stage(self.model if isinstance(self.model, str) else Ref(self.model), "base")
+        self.clean = self.add(self.clean_stage()) if experiment.clean is not None else None
 
     # -- helpers --
 
@@ -176,6 +180,30 @@ class Planner:
         }
         return Stage("inspect", "overlap", options, inputs=local_inputs("inspect", options))
 
+    def clean_stage(self) -> Stage:
+        """`dontstop clean` of the task's training file, with the experiment's model and seed unless `clean:` says
+        otherwise; it always writes the cleaned copy, which the arms fine-tune on."""
+        x = self.x
+        options = {
+            "train_file": x.task.train,
+            "model_name_or_path": self.model if isinstance(self.model, str) else Ref(self.model),
+            "seed": x.seed,
+            **{k: v for k, v in self.task_columns.items() if k in CLEAN_COLUMNS},
+            **self.checked("clean", x.clean, "clean"),
+            "write_clean": True,
+        }
+        if options.get("mode") == "finetune":
+            options.setdefault("validation_file", x.task.dev)  # each fold's best epoch, chosen on the task's dev
+        return Stage("clean", "labels", options, inputs=local_inputs("clean", options))
+
+    def training_file(self, spec: schema.Arm) -> str | Ref:
+        """The task's training file, or the clean stage's cleaned copy of it."""
+        from ..clean import cleaned_name
+
+        if self.clean is None or not spec.clean:
+            return self.x.task.train
+        return Ref(self.clean, cleaned_name(self.x.task.train))
+
     def lm_eval_stage(self, model: str | Ref, label: str) -> Stage:
         names = ["domain", *(["general"] if self.has_general else [])]
         held = self.x.held_out
@@ -234,32 +262,35 @@ class Planner:
             raise self.reader.fail(where, f"weights: {spec.weights} needs a pretraining stage")
         final = model if spec.weights == "raw" or not isinstance(model, Stage) else Ref(model, spec.weights)
         description = spec.description or self.describe(spec, chain, pretrain_overrides, finetune_overrides)
+        train = self.training_file(spec)
         arm = Arm(
             spec.name,
             description,
             chain,
             spec.weights,
-            self.finetune_stage(spec.name, final, finetune_overrides),
+            self.finetune_stage(spec.name, final, finetune_overrides, train),
             self.lm_eval_stage(Ref(model, "" if spec.weights == "raw" else spec.weights), spec.name)
             if isinstance(model, Stage)
             else None,
+            clean=train.stage if isinstance(train, Ref) else None,
             check=spec.check,
         )
         for fraction in (f for f in spec.checkpoints if f < 1):
             point = Ref(model, f"snapshot-{fraction:g}")
             label = f"{spec.name}@{fraction:g}"
             arm.budget.append(
-                (fraction, self.finetune_stage(label, point, finetune_overrides), self.lm_eval_stage(point, label))
-            )
+                (fraction, self.finetune_stage(label, point, finetune_overrides, train),
+                 self.lm_eval_stage(point, label))
+            )  # fmt: skip
         for size in self.x.train_limits:
-            arm.sizes.append(
-                (size, self.finetune_stage(f"{spec.name}@{size}", final, {**finetune_overrides, **size_options(size)}))
-            )
+            overrides = {**finetune_overrides, **size_options(size)}
+            arm.sizes.append((size, self.finetune_stage(f"{spec.name}@{size}", final, overrides, train)))
         return arm
 
     def describe(self, spec: schema.Arm, chain: list[Stage], pretrain: dict, finetune: dict) -> str:
         changes = [f"{k}={v}" for k, v in {**pretrain, **finetune}.items()]
         changes += [f"the {spec.weights} weights"] if spec.weights != "raw" else []
+        changes += ["on the cleaned training file"] if self.clean is not None and spec.clean else []
         description = schema.BUILTIN_ARMS.get(spec.kind) or describe_chain(chain)
         return description + (f" ({', '.join(changes)})" if changes else "")
 
@@ -342,19 +373,19 @@ class Planner:
         if resolved.get("ngram_adapter") and not resolved.get("ngrams"):
             raise self.reader.fail(where, "ngram_adapter needs ngrams: FILE (or a mine: section: its words)")
 
-    def finetune_stage(self, arm: str, model, overrides: dict) -> Stage:
-        options = self.finetune_options(model, overrides)
+    def finetune_stage(self, arm: str, model, overrides: dict, train: str | Ref) -> Stage:
+        options = self.finetune_options(model, overrides, train)
         if str(options.get("learning_rate")).lower() == "auto" and not options.get("learning_rate_sweep"):
             options["learning_rate_sweep"] = Ref(self.sweep_stage(), LearningRateSweep.FILE)
         return self.add(Stage("finetune", arm_label(arm), options, inputs=local_inputs("finetune", options)))
 
-    def finetune_options(self, model, overrides: dict) -> dict:
+    def finetune_options(self, model, overrides: dict, train: str | Ref) -> dict:
         task = self.x.task
         # An experiment measures: it keeps no fine-tuned model unless asked (finetune: {keep_models: best}).
         options = {"keep_models": "none", **self.finetune_defaults, **self.task_columns, **overrides}
         options.update(
             model_name_or_path=model if isinstance(model, (str, Ref)) else Ref(model, ""),
-            train_file=task.train,
+            train_file=train,
             validation_file=task.dev,
         )
         if task.test:
@@ -367,7 +398,8 @@ class Planner:
         """The one learning-rate sweep of the experiment: the experiment's fine-tuning options, on the baseline
         model (the starting checkpoint), before any arm's own changes."""
         if self._sweep is None:
-            options = self.finetune_options(self.model, {})
+            # On the task's own training file: the rate is shared by arms with and without a cleaned copy.
+            options = self.finetune_options(self.model, {}, self.x.task.train)
             self._sweep = self.add(Stage("lr-sweep", "baseline", options, inputs=local_inputs("lr-sweep", options)))
         return self._sweep
 

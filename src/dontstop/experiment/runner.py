@@ -124,7 +124,7 @@ def owners_of(plan: Plan) -> dict[str, list[str]]:
     """{stage key: the arms that use the stage}."""
     owners: dict[str, list[str]] = {}
     for arm in plan.arms:
-        for stage in [*arm.chain, arm.finetune, arm.lm_eval]:
+        for stage in [*arm.chain, arm.clean, arm.finetune, arm.lm_eval]:
             if stage is not None:
                 owners.setdefault(stage.key, []).append(arm.name)
     return owners

@@ -29,6 +29,8 @@ TOP_LEVEL_KEYS = {
     "budgets": "dapt: and tapt: pretrain options for the two kinds of stage (max_steps, num_train_epochs, ...)",
     "select": "dontstop select options for every selection stage",
     "finetune": "dontstop finetune options for every arm (seeds, train_limit, num_train_epochs, ...)",
+    "clean": "optional: dontstop clean options; arms fine-tune on its cleaned training file (an arm's clean: false "
+    "keeps the original)",
     "report": "split: (test or dev) and metric: of the headline table",
     "arms": "the arms, in report order: names of built-in arms or mappings (see the module docstring)",
 }
@@ -55,6 +57,7 @@ ARM_KEYS = (
     "size",
     "curated",
     "strategy",
+    "clean",
 )
 SELECT_KEYS = ("k", "size", "curated", "strategy")  # an arm's own selection options
 WEIGHTS = ("raw", "ema", "swa", "merged")
@@ -92,6 +95,7 @@ class Arm:
     description: str | None
     where: str  # "arms[2] (dapt-ema)", for errors
     checkpoints: list[float] = field(default_factory=list)  # fractions of the last pretraining stage: a budget curve
+    clean: bool = True  # fine-tune on the clean stage's cleaned training file (when the experiment has one)
     check: str | None = None  # a design check (CHECKS), kept out of the verdict and the correction
 
 
@@ -115,6 +119,7 @@ class Experiment:
     budgets: dict[str, dict]
     select: dict
     finetune: dict
+    clean: dict | None  # None: the arms train on the task's training file as it is
     train_limits: list[str]  # a label-size curve: "all", "N" (examples) or "N/class"
     report: dict
     arms: list[Arm]
@@ -220,6 +225,7 @@ def read_experiment(path: str, output_dir: str | None = None, reader: Reader | N
         budgets=read_budgets(reader),
         select=reader.section("select"),
         finetune={k: v for k, v in reader.section("finetune").items() if k != "train_limits"},
+        clean=read_clean(reader),
         train_limits=read_train_limits(reader),
         report=reader.section("report"),
         arms=read_arms(reader),
@@ -241,6 +247,14 @@ def read_task(reader: Reader) -> Task:
     files = {split: reader.path_of(task.pop(split), f"task.{split}") for split in ("train", "dev")}
     test = reader.path_of(task.pop("test"), "task.test") if "test" in task else None
     return Task(files["train"], files["dev"], test, task)
+
+
+def read_clean(reader: Reader) -> dict | None:
+    """clean: {options} (or true, for the defaults): a clean stage; absent or false: none."""
+    value = reader.data.get("clean")
+    if value is None or value is False:
+        return None
+    return {} if value is True else reader.section("clean")
 
 
 def read_held_out(reader: Reader) -> HeldOut:
@@ -324,6 +338,11 @@ def read_arm(reader: Reader, spec, index: int) -> Arm:
         raise reader.fail(where, f"check: {spec['check']!r} is not one of {', '.join(CHECKS)}")
     if kind == "curated-tapt" and spec.get("chain") is None and not select.get("curated"):
         raise reader.fail(where, "curated-tapt needs curated: FILE (task-related text you gathered)")
+    clean = spec.get("clean", True)
+    if not isinstance(clean, bool):
+        raise reader.fail(where, f"clean: expected true or false, got {clean!r}")
+    if "clean" in spec and clean and read_clean(reader) is None:
+        raise reader.fail(where, "clean: true needs a clean: section at the top of the file")
     return Arm(
         name=name,
         kind=kind,
@@ -335,5 +354,6 @@ def read_arm(reader: Reader, spec, index: int) -> Arm:
         description=spec.get("description"),
         where=where,
         checkpoints=read_checkpoints(reader, spec.get("checkpoints"), where),
+        clean=clean,
         check=spec.get("check"),
     )

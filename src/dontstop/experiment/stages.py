@@ -18,7 +18,7 @@ from ..fingerprint import content_hash, hash_json
 CACHE_VERSION = 3
 # The stage kinds an experiment plans; each is a stage of `config.STAGES` with `ARGUMENTS`, `run` and
 # `resume_options`.
-KINDS = ("prepare", "inspect", "mine", "select", "pretrain", "lm-eval", "finetune")
+KINDS = ("prepare", "inspect", "mine", "select", "pretrain", "lm-eval", "clean", "finetune")
 
 
 @dataclass(frozen=True)

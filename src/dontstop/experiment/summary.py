@@ -63,6 +63,7 @@ def arm_summary(arm: Arm, root: str, done: dict, base: LMEvaluation) -> ArmSumma
         budget=[budget_point(arm, stages, fraction, f, e, root) for fraction, f, e in arm.budget],
         sizes=[SizePoint(size, stage.directory(root)) for size, stage in arm.sizes],
         check=arm.check,
+        clean_dir=arm.clean.directory(root) if arm.clean is not None else None,
     )
 
 

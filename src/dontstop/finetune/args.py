@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from ..adapters import AdapterArguments
@@ -11,9 +12,14 @@ from ..knowledge.expand import KnowledgeArguments
 from ..recipe import RobertaRecipe
 from ..scoring import METRICS, PRIMARY_METRIC
 from ..tasks import Task
+from .losses import LOSSES, WEIGHTINGS
 from .methods import ADVERSARIES
+from .sampler import SAMPLERS
+
+logger = logging.getLogger(__name__)
 
 KEEP_MODELS = ("best", "all", "none")
+LEARNING_RATE_DEFAULT = "2e-5"  # the paper's, for RoBERTa-base
 
 
 @dataclass
@@ -145,6 +151,14 @@ class TaskArguments(KnowledgeArguments):
             "choices": ["one_way", "both_ways"],
         },
     )
+    save_probabilities: bool = field(
+        default=False,
+        metadata={
+            "help": "Also write each seed's class probabilities, seed-S/probabilities_{dev,test}.npy (one row per "
+            "example, one column per label in results.json's order); classification tasks.",
+            "fingerprint": "run",
+        },
+    )
 
     def __post_init__(self):
         # A YAML `keep_models: true` (the option was a flag) means all, `false` none.
@@ -160,7 +174,7 @@ class FinetuningArguments(AdapterArguments, AveragingArguments, RobertaRecipe):
     # The paper's fine-tuning learning rate and batch size (it follows RoBERTa's GLUE recipe). Its rate was set for
     # RoBERTa-base; a small encoder (MiniLM: 28% accuracy at 2e-5 where 2e-4 reached 64%) wants another: auto.
     learning_rate: str = field(
-        default="2e-5",
+        default=LEARNING_RATE_DEFAULT,
         metadata={"bounds": "[0, inf)",
                   "help": "Peak learning rate, or auto: fine-tune the first seed at each of "
                   "--learning_rate_candidates, keep the rate best on dev (recorded in results.json) for every seed. "
@@ -172,8 +186,8 @@ class FinetuningArguments(AdapterArguments, AveragingArguments, RobertaRecipe):
     )
     learning_rate_sweep: str | None = field(
         default=None,
-        metadata={"help": "With --learning_rate auto: the learning_rate_sweep.json of an earlier sweep (dontstop "
-                  "lr-sweep, or a finetune run) to take the rate from instead of sweeping again.", "path": "file"},
+        metadata={"help": "The learning_rate_sweep.json of an earlier sweep (dontstop lr-sweep, or a finetune run "
+                  "with --learning_rate auto) to take the rate from (implies --learning_rate auto).", "path": "file"},
     )  # fmt: skip
     per_device_train_batch_size: int = field(
         default=16, metadata={"bounds": "[1, inf)", "help": "Training batch size per device."}
@@ -206,10 +220,52 @@ class FinetuningArguments(AdapterArguments, AveragingArguments, RobertaRecipe):
     adv_epsilon: float = field(
         default=1.0, metadata={"bounds": "(0, inf)", "help": "FGM: norm of the embedding perturbation."}
     )
+    # Imbalanced classes: off by default, so a plain run is the paper's protocol.
+    class_weights: str = field(
+        default="none",
+        metadata={
+            "help": "Weigh each class's loss by its training count: inverse (1/n), sqrt_inverse (1/sqrt n) or "
+            "effective (the effective number of samples, Cui et al. 2019; see --class_weights_beta).",
+            "choices": list(WEIGHTINGS),
+        },
+    )
+    class_weights_beta: float = field(
+        default=0.999,
+        metadata={"bounds": "[0, 1)", "help": "--class_weights effective: beta (0: no reweighting; 1 - 1/n: 1/n)."},
+    )
+    loss: str = field(
+        default="cross_entropy",
+        metadata={"help": "The supervised loss: cross_entropy or focal (Lin et al. 2017).", "choices": list(LOSSES)},
+    )
+    focal_gamma: float = field(
+        default=2.0, metadata={"bounds": "[0, inf)", "help": "--loss focal: gamma (0 is cross-entropy)."}
+    )
+    sampler: str = field(
+        default="random",
+        metadata={
+            "help": "How an epoch draws training examples: random (each once), balanced (every class equally "
+            "often) or sqrt (classes in proportion to the square root of their size); single_label tasks.",
+            "choices": ["random", *SAMPLERS],
+        },
+    )
+
+    def imbalance(self) -> dict:
+        """The imbalance settings, for results.json."""
+        record = {"class_weights": self.class_weights, "loss": self.loss, "sampler": self.sampler}
+        if self.class_weights == "effective":
+            record["class_weights_beta"] = self.class_weights_beta
+        if self.loss == "focal":
+            record["focal_gamma"] = self.focal_gamma
+        return record
 
     def __post_init__(self):
-        # --learning_rate auto: a placeholder rate until the sweep (sweep.py) sets the chosen one.
+        # --learning_rate auto: a placeholder rate until the sweep (sweep.py) sets the chosen one. A sweep file
+        # given alone means auto: its rate is what the user asked for.
         self.learning_rate_auto = str(self.learning_rate).strip().lower() == "auto"
+        if self.learning_rate_sweep and not self.learning_rate_auto:
+            if str(self.learning_rate) != LEARNING_RATE_DEFAULT:
+                raise ValueError(f"--learning_rate {self.learning_rate} and --learning_rate_sweep: give one of them")
+            self.learning_rate_auto = True
         try:
             self.learning_rate = 2e-5 if self.learning_rate_auto else float(self.learning_rate)
         except ValueError:
@@ -268,6 +324,11 @@ def validate(task_args: TaskArguments, args: FinetuningArguments) -> list[int]:
         raise UsageError("--merge_adapter merges the kept models: --keep_models best or all")
     if args.adv_epsilon <= 0:
         raise UsageError(f"--adv_epsilon {args.adv_epsilon}: must be positive")
+    if args.sampler != "random" and args.class_weights != "none":
+        logger.warning(
+            "--sampler %s with --class_weights %s: the rare classes are favoured twice, by the draw and by the loss",
+            args.sampler, args.class_weights,
+        )  # fmt: skip
     for option in ("train_limit", "train_limit_per_class"):
         value = getattr(task_args, option)
         if value is not None and value < 1:
@@ -280,6 +341,14 @@ def validate(task_args: TaskArguments, args: FinetuningArguments) -> list[int]:
     if task_args.validation_limit is not None and task_args.validation_limit < 1:
         raise UsageError(f"--validation_limit {task_args.validation_limit}: must be at least 1")
     return parse_seeds(task_args.seeds, args.seed)
+
+
+def check_task_options(task: Task, args: FinetuningArguments) -> None:
+    """What the task's type rules out: class-aware sampling needs one class per example."""
+    if args.sampler != "random" and task.task_type != "single_label":
+        what = f"--sampler {args.sampler}"
+        raise UsageError(f"{what}: class-aware sampling needs a single_label task, not {task.task_type}")
+    selection_metric(task, args)  # an unknown metric fails now, not after the first epoch
 
 
 def selection_metric(task: Task, args: FinetuningArguments) -> str:

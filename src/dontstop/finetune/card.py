@@ -26,6 +26,39 @@ def results_table(results: FinetuneResults) -> list[str]:
     return rows
 
 
+def per_class_table(results: FinetuneResults) -> list[str]:
+    """Markdown: precision, recall and F1 of every class (mean ± std over seeds, percent) and its support, on the
+    split of the headline table; the classes by F1, worst first."""
+    split = "test" if "test" in results.aggregate else "dev"
+    classes = (results.per_class or {}).get(split)
+    if not classes:
+        return []
+    rows = [
+        f"Per class, {split} (percent, mean ± std over seeds; support: examples of the class), worst F1 first:",
+        "",
+        "| class | support | precision | recall | F1 |",
+        "|---|--:|--:|--:|--:|",
+    ]
+    for name, stats in sorted(classes.items(), key=lambda item: item[1]["f1"]["mean"]):
+        cells = [mean_std_percent(stats[m]) for m in ("precision", "recall", "f1")]
+        rows.append(f"| {name} | {stats['support']['mean']:.0f} | {' | '.join(cells)} |")
+    return rows + [""]
+
+
+def imbalance_extras(args) -> list[str]:
+    """The remedies for imbalance a run used, in words (none for a plain run)."""
+    beta = f" (beta {args.class_weights_beta})" if args.class_weights == "effective" else ""
+    return [
+        name
+        for name, on in (
+            (f"{args.class_weights.replace('_', ' ')} class weights{beta}", args.class_weights != "none"),
+            (f"focal loss (gamma {args.focal_gamma})", args.loss == "focal"),
+            (f"the {args.sampler} class-aware sampler", args.sampler != "random"),
+        )
+        if on
+    ]
+
+
 def swa_options(args) -> str:
     given = [f"every {args.swa_freq} steps" if args.swa_freq else "", f"lr {args.swa_lr}" if args.swa_lr else ""]
     return "".join(f", {g}" for g in given if g)
@@ -61,7 +94,7 @@ def write_finetune_readme(output_dir: str, results: FinetuneResults, args) -> No
             ),
         )
         if on
-    ]
+    ] + imbalance_extras(args)
     domain = (results.adapter or {}).get("domain")
     based_on = hub_base_model(results.model)
     pipeline = "token-classification" if results.task_type == "token" else "text-classification"
@@ -82,6 +115,7 @@ def write_finetune_readme(output_dir: str, results: FinetuneResults, args) -> No
         "",
         *results_table(results),
         "",
+        *per_class_table(results),
         f"- learning rate {args.learning_rate}, batch {args.per_device_train_batch_size}, up to "
         f"{args.num_train_epochs:g} epochs, early stopping patience {args.early_stopping_patience}, "
         f"max sequence length {results.max_seq_length}" + (f"; {', '.join(extras)}" if extras else ""),

@@ -9,7 +9,7 @@ import time
 
 from ..outputs import check_output_dir, write_json
 from ..records import FinetuneResults, SeedResult
-from ..scoring import METRICS, PRIMARY_METRIC, aggregate
+from ..scoring import CLASS_METRICS, METRICS, PRIMARY_METRIC, aggregate
 from ..tasks import Task
 from ..tokenization import check_unknown_tokens
 from .args import FinetuningArguments, TaskArguments, selection_metric, validate
@@ -27,7 +27,7 @@ def collect(
     task: Task, task_args, args, records: list[SeedResult], encoded, max_length: int, adapter
 ) -> FinetuneResults:
     metric_names = list(METRICS[task.task_type])
-    return FinetuneResults(
+    results = FinetuneResults(
         task_type=task.task_type,
         model=task_args.model_name_or_path,
         labels=task.labels,
@@ -46,7 +46,17 @@ def collect(
         },
         averaging=averaging_summary(records, metric_names),
         adapter=adapter,
+        imbalance=args.imbalance(),
     )
+    results.per_class = {
+        split: {
+            name: {m: aggregate(results.class_values(split, name, m)) for m in CLASS_METRICS}
+            for name in results.classes(split)
+        }
+        for split in results.aggregate
+        if results.classes(split)
+    } or None
+    return results
 
 
 def run_finetune(task_args: TaskArguments, args: FinetuningArguments) -> FinetuneResults:

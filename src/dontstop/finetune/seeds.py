@@ -17,10 +17,12 @@ from ..averaging import WeightAverage
 from ..fingerprint import hash_json
 from ..models import MERGED_DIR
 from ..records import SeedResult
-from ..scoring import METRICS, aggregate, score
+from ..scoring import METRICS, aggregate, per_class, score
 from ..tasks import Encoded, Task, TaskSplit, decode, per_class_sample, stratified_sample
 from .args import TaskArguments, selection_metric
+from .losses import build_loss, class_counts, class_weights
 from .methods import ADVERSARIES
+from .sampler import SAMPLERS, ClassAwareSampler
 from .trainer import BestEpoch, FinetuneTrainer
 
 logger = logging.getLogger(__name__)
@@ -80,6 +82,10 @@ def seed_trainer(seed: int, task: Task, model, tokenizer, encoded, train, task_a
     adversary = None
     if args.adversarial != "none":
         adversary = ADVERSARIES[args.adversarial](model.get_input_embeddings(), args.adv_epsilon)
+    weights = class_weights(
+        class_counts(train["labels"], task.task_type, len(task.labels)), args.class_weights, args.class_weights_beta
+    )
+    sampler = ClassAwareSampler(train["labels"], SAMPLERS[args.sampler], seed) if args.sampler in SAMPLERS else None
     trainer = FinetuneTrainer(
         model=model,
         args=seed_args,
@@ -91,6 +97,8 @@ def seed_trainer(seed: int, task: Task, model, tokenizer, encoded, train, task_a
         callbacks=[best] + ([averager] if averager else []),
         adversary=adversary,
         averager=averager,
+        loss=build_loss(args, task.task_type, weights),
+        sampler=sampler,
     )
     return trainer, best
 
@@ -126,13 +134,20 @@ def run_seed(seed, task, model, tokenizer, encoded, task_args, args, output_dir,
     )
     if averager is not None:
         record.averaging = averaged_against_raw(best, averager, [*METRICS[task.task_type], "loss"])
+    weights = trainer.loss.weights
+    if weights is not None:
+        record.class_weights = {label: round(float(w), 6) for label, w in zip(task.labels, weights, strict=True)}
     os.makedirs(seed_dir, exist_ok=True)
+    record.per_class = {}
     for name, split in (("dev", task.dev), ("test", task.test)):
         if split is None:
             continue
         predicted, logits = predict(trainer, task, split, encoded[name])
         setattr(record, name, score(task.task_type, split.labels, predicted))
+        record.per_class[name] = per_class(task.task_type, split.labels, predicted, task.labels)
         write_predictions(os.path.join(seed_dir, f"predictions_{name}.jsonl"), task, split, predicted, logits)
+        if task_args.save_probabilities and task.task_type != "token":
+            np.save(os.path.join(seed_dir, f"probabilities_{name}.npy"), probabilities(task, logits))
     if task_args.keep_models != "none":
         trainer.save_model(os.path.join(seed_dir, "model"))  # with --adapter lora: the task adapter
         if args.uses_adapter and args.merge_adapter:
@@ -171,12 +186,19 @@ def averaging_summary(records: list[SeedResult], metric_names: list[str]) -> dic
     }
 
 
+def probabilities(task: Task, logits: np.ndarray) -> np.ndarray:
+    """Class probabilities from logits: softmax (single_label), or each label's sigmoid (multi_label)."""
+    if task.task_type == "multi_label":
+        return 1 / (1 + np.exp(-logits))
+    shifted = np.exp(logits - logits.max(-1, keepdims=True))
+    return shifted / shifted.sum(-1, keepdims=True)
+
+
 def write_predictions(path: str, task: Task, split: TaskSplit, predicted: list, logits: np.ndarray) -> None:
     """One line per example: the line it came from, gold, prediction, and (classification) its probability."""
     confidence = None
     if task.task_type == "single_label":
-        shifted = logits - logits.max(-1, keepdims=True)
-        confidence = (np.exp(shifted).max(-1) / np.exp(shifted).sum(-1)).tolist()
+        confidence = probabilities(task, logits).max(-1).tolist()
     tmp = f"{path}.tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         for i, (line, gold, guess) in enumerate(zip(split.lines, split.labels, predicted, strict=True)):

@@ -12,7 +12,7 @@ from ..adapters import is_adapter_model
 from ..errors import UsageError
 from ..models import load_config, load_pretrained, load_tokenizer, read_adapter, resolve_model_path, tokenizer_source
 from ..tasks import Encoded, Task, encode, load_task, stratified_sample
-from .args import FinetuningArguments, TaskArguments, selection_metric
+from .args import FinetuningArguments, TaskArguments, check_task_options
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ def read_task(task_args: TaskArguments, args: FinetuningArguments) -> Task:
     if task_args.validation_limit:
         # A fixed draw (seed 0), so every seed and every run being compared is scored on the same dev examples.
         task.dev = task.dev.subset(stratified_sample(task.dev.labels, task_args.validation_limit, seed=0))
-    selection_metric(task, args)  # an unknown metric fails now, not after the first epoch
+    check_task_options(task, args)
     return task
 
 

@@ -1,5 +1,6 @@
-"""The Trainer of fine-tuning: the standard loop, plus an adversarial pass per step and the averaged weights
-evaluated beside the raw ones; and the callback that keeps the best epoch's weights."""
+"""The Trainer of fine-tuning: the standard loop, plus an adversarial pass per step, the averaged weights evaluated
+beside the raw ones, a supervised loss of our own (`losses/`) and a class-aware sampler (`sampler.py`) where asked
+for; and the callback that keeps the best epoch's weights."""
 
 from __future__ import annotations
 
@@ -61,17 +62,41 @@ class BestEpoch(TrainerCallback):
 
 class FinetuneTrainer(SavesNgramAdapter, AtomicCheckpoints, Trainer):
     """A Trainer that adds an adversarial pass to each step and, with weight averaging, evaluates the averaged
-    weights beside the raw ones."""
+    weights beside the raw ones. The supervised loss is `loss` (`losses.build_loss`; the model's own where that
+    computes the same), and with a `sampler` the training examples are drawn by it (else by the Trainer's own)."""
 
-    def __init__(self, *args, adversary=None, averager: WeightAverage | None = None, **kwargs):
+    def __init__(
+        self, *args, adversary=None, averager: WeightAverage | None = None, loss=None, sampler=None, **kwargs
+    ):
         super().__init__(*args, **kwargs)
         self.adversary = adversary
         self.averager = averager
+        self.loss = loss
+        self.sampler = sampler
         quiet_trainer(self)  # a seed's outcome is one line (pipeline.seed_line)
         place_tracker_logs(self)
         # Classification heads accept **kwargs but ignore num_items_in_batch, so the Trainer must scale the loss for
         # gradient accumulation itself (huggingface/transformers#47688).
         self.model_accepts_loss_kwargs = False
+
+    def _get_train_sampler(self, train_dataset=None):
+        return self.sampler if self.sampler is not None else super()._get_train_sampler(train_dataset)
+
+    def supervised_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The chosen loss of `logits` against `labels`: what a method adding terms of its own (R-Drop, UDA, ...)
+        builds on."""
+        if self.loss is None:
+            raise RuntimeError("FinetuneTrainer was given no loss (losses.build_loss)")
+        return self.loss(logits, labels)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.loss is None or self.loss.plain:  # the model computes the same loss itself: its path, unchanged
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        inputs = dict(inputs)
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        loss = self.supervised_loss(outputs.logits, labels)
+        return (loss, outputs) if return_outputs else loss
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         earlier = self.adversary.gradient_snapshot() if self.adversary is not None else None

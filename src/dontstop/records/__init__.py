@@ -14,6 +14,7 @@ from .experiment import ArmSummary, BudgetPoint, Compute, ExperimentSummary, Hel
 from .stages import (
     CorpusLoss,
     FinetuneResults,
+    LabelIssues,
     LearningRateSweep,
     LMEvaluation,
     MinedWords,
@@ -35,6 +36,7 @@ __all__ = [
     "FinetuneResults",
     "HeldOutChange",
     "LMEvaluation",
+    "LabelIssues",
     "LearningRateSweep",
     "MinedWords",
     "PreparedData",

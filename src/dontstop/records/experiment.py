@@ -70,6 +70,7 @@ class ArmSummary(Record):
     budget: list[BudgetPoint] = field(default_factory=list)  # snapshots before the end of its pretraining
     sizes: list[SizePoint] = field(default_factory=list)
     check: str | None = None  # a design check ("identity"): kept out of the verdict and the correction
+    clean_dir: str | None = None  # the clean stage whose cleaned training file it fine-tuned on
 
 
 @dataclass

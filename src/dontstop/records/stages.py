@@ -99,6 +99,8 @@ class SeedResult(Record):
     train_seconds: float | None = None
     history: list[dict] = field(default_factory=list)
     averaging: dict | None = None
+    per_class: dict | None = None  # split -> class -> {"precision", "recall", "f1", "support"}
+    class_weights: dict | None = None  # class -> the weight of its loss (--class_weights), from this seed's draw
 
 
 @dataclass
@@ -140,15 +142,51 @@ class FinetuneResults(Record):
     learning_rate: float | None = None
     learning_rate_sweep: dict | None = None  # with --learning_rate auto: the LearningRateSweep it was chosen by
     knowledge: dict | None = None  # --glossary/--triples: split -> what was expanded (expand.expansion_stats)
+    per_class: dict | None = None  # split -> class -> metric -> {"mean", "std", "n", "values"}
+    imbalance: dict | None = None  # {"class_weights", "loss", "sampler", ...}: the remedies for imbalance used
 
     def values(self, split: str, metric: str) -> list[float]:
         return [float(getattr(seed, split)[metric]) for seed in self.seeds]
+
+    def classes(self, split: str) -> list[str]:
+        """The classes scored one by one on `split` (by every seed), or [] for a run of an earlier version."""
+        if not all(seed.per_class and split in seed.per_class for seed in self.seeds):
+            return []
+        return list(dict.fromkeys(name for seed in self.seeds for name in seed.per_class[split]))
+
+    def class_values(self, split: str, name: str, metric: str = "f1") -> list[float]:
+        """Per seed (in seed order), one class's metric on `split`; 0 where a seed never saw or predicted it."""
+        return [float(seed.per_class[split].get(name, {}).get(metric, 0.0)) for seed in self.seeds]
 
     def has_split(self, split: str) -> bool:
         return all(isinstance(getattr(seed, split), dict) for seed in self.seeds)
 
     def evaluated_file(self, split: str) -> dict:
         return (self.test_file if split == "test" else self.validation_file) or {}
+
+
+@dataclass
+class LabelIssues(Record):
+    """`clean.json` of `dontstop clean`: the examples whose given label looks wrong, in all and per class (the
+    examples themselves are in `label_issues.jsonl`)."""
+
+    FILE: ClassVar[str] = "clean.json"
+    OMIT_NONE: ClassVar[bool] = True
+
+    mode: str  # embed or finetune: how the out-of-fold probabilities were made
+    train_file: dict  # {"path", "sha256", "examples"}
+    labels: list[str]  # the columns of probabilities.npy
+    folds: int
+    issues: int  # examples flagged
+    found: int | None = None  # examples confident learning flagged, before --max_issues kept the most suspect
+    model: str | None = None
+    filter_by: str | None = None
+    out_of_fold: dict | None = None  # {"accuracy", "macro_f1", "log_loss"} of the out-of-fold predictions
+    per_class: dict | None = None  # class -> {"examples", "flagged", "estimated_issues", "noise", "inverse_noise"}
+    cleaned_file: str | None = None  # with --write_clean
+    cleaned: dict | None = None  # {"action", "examples", "removed", "relabelled"}
+    seconds: dict | None = None
+    settings: dict | None = None
 
 
 # --- selection, mining, similarity, held-out splits, LM evaluation ----------------------------------------------

@@ -5,7 +5,8 @@
 
 In order: a verdict (the best arm on the primary metric and whether it beats the baseline significantly, in plain
 words), the results table (mean ± std over seeds, Δ in points against the baseline and Welch's p, all computed by
-`compare.py`), a bar chart of the primary metric, the pretraining loss curves, the held-out LM loss before and after
+`compare.py`), a bar chart of the primary metric, the per-class F1 of the best arm against the baseline with its
+confusion matrices (`classes`), the pretraining loss curves, the held-out LM loss before and after
 each arm (forgetting), the vocabulary overlap of the corpora (from `dontstop inspect`), compute per arm, each arm's
 chain of stages with its directories, and every setting. The content is built once as a list of blocks (heading,
 paragraph, table, figure, ...) and rendered twice: Markdown for the repository, HTML (inline CSS, PNGs as base64 data
@@ -15,7 +16,8 @@ The summary is an `ExperimentSummary` (`records/`, what `dontstop run` writes to
 dict, checked on the way in. Optional entries it lacks are shown as n/a or leave their section out.
 
 The package: `statistics` (the comparison, the verdict, numbers as words), `figures`, `sections` (the content as
-blocks), `render` (blocks to Markdown and HTML; the page and its CSS are the files `page.html` and `report.css`).
+blocks), `curves` (budget and label curves), `classes` (per class), `render` (blocks to Markdown and HTML; the page
+and its CSS are the files `page.html` and `report.css`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import os
 
 from ..outputs import staged
 from ..records import ExperimentSummary
+from .classes import class_sections
 from .curves import curve_sections
 from .figures import arm_colors, forgetting_chart, forgetting_rows, loss_chart, overlap, pretrain_lines, results_chart
 from .render import render_html, render_markdown
@@ -55,7 +58,8 @@ def write_report(summary: ExperimentSummary | dict, output_dir: str) -> dict:
     if heatmap is not None:
         figures["overlap.png"] = heatmap
     curves = curve_sections(summary, comparison, colors, figures)
-    blocks = build(summary, comparison, figures, similarity, bottom, curves)
+    classes = class_sections(summary, comparison, figures)
+    blocks = build(summary, comparison, figures, similarity, bottom, [*curves, *classes])
     markdown, page = render_markdown(blocks), render_html(blocks, figures)
     with staged(output_dir) as path:
         for name, data in figures.items():

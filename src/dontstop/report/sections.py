@@ -7,7 +7,7 @@ import json
 
 from ..evidence import ALPHA
 from ..inspect import RELEVANT_SHARE
-from ..records import ExperimentSummary, PretrainMetrics, Similarity, StageSummary
+from ..records import ExperimentSummary, LabelIssues, PretrainMetrics, Similarity, StageSummary
 from ..scoring import mean_std_percent
 from .figures import forgetting_rows
 from .statistics import count, duration, loss, p_text, points
@@ -355,11 +355,24 @@ def arms_section(summary: ExperimentSummary, comparison: dict) -> list[dict]:
     ]
     for arm in summary.arms:
         items = [stage_line(stage) for stage in arm.stages]
+        if arm.clean_dir:
+            items.append(clean_line(arm.clean_dir))
         finetune = duration(arm.compute.finetune_seconds)
         items.append(f"**fine-tune** · {seeds[arm.name]} seeds · {finetune} · `{arm.finetune_dir}`")
         head = f"**{arm.name}**" + (f": {arm.description}" if arm.description else "")
         blocks += [{"kind": "p", "text": head}, {"kind": "list", "items": items}]
     return blocks
+
+
+def clean_line(directory: str) -> str:
+    """The clean stage an arm's training file came from: how many examples it flagged, and what became of them."""
+    record = LabelIssues.load(directory)
+    cleaned = record.cleaned or {}
+    done = f"{count(cleaned.get('removed'))} removed, {count(cleaned.get('relabelled'))} relabelled"
+    return (
+        f"**clean** ({record.mode}, {record.folds} folds) · {count(record.issues)} of "
+        f"{count(record.train_file['examples'])} training labels flagged ({done}) · `{directory}`"
+    )
 
 
 def settings_section(summary: ExperimentSummary) -> list[dict]:
