@@ -348,7 +348,10 @@ def run_pretrain(
     knowledge = data_args.knowledge(model.lm.tokenizer, framing.separator)
     builder = DatasetBuilder(data_args, model.lm.tokenizer, framing, max_seq_length, training_args.seed, boundaries,
                              knowledge)  # fmt: skip
-    data = builder.build(batch)
+    # Rank 0 of each node tokenizes into the cache first, then the other ranks read it: they never race `datasets`
+    # over its own cache of the same file (read anew every time: corpus.open_dataset).
+    with training_args.main_process_first(desc="tokenizing"):
+        data = builder.build(batch)
     max_seq_length = builder.max_seq_length  # the default cut to the data (DatasetBuilder.fitted_length)
     check_unknown_tokens(first_batch(data.train, batch), model.lm.tokenizer, data_args.allow_unknown_tokens,
                          "--allow_unknown_tokens")  # fmt: skip
