@@ -238,6 +238,10 @@ def load_pretrained(auto, source: str, keep_head: bool = False, **kwargs):
         raise load_failure(source, e) from None
     if domain is not None:
         model = merge_domain_adapter(model, domain, keep_head)
+    if os.path.isdir(base):  # an n-gram adapter saved beside the weights (`dontstop pretrain --ngram_adapter`)
+        from .knowledge.ngram_adapter import load_ngram_adapter
+
+        load_ngram_adapter(model, base)
     return model, info
 
 

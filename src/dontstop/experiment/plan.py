@@ -166,6 +166,8 @@ class Planner:
         if self.has_general:
             options["against"] = [Named("general", self.prepared("general_train"))]
         options.update(self.checked("mine", self.x.mine, "mine"))
+        if options.get("long_tail") and self.x.model:  # the long tail of the model the arms start from
+            options.setdefault("model_name_or_path", self.x.model)
         return Stage("mine", "words", options, inputs=local_inputs("mine", options))
 
     def inspect_stage(self) -> Stage:
@@ -364,6 +366,12 @@ class Planner:
             resolved["replay_file"] = self.prepared("general_train")
         if self.mine is not None:
             resolved.setdefault("user_dict", [Ref(self.mine, "user_dict.txt")])
+            if resolved.get("ngram_adapter"):  # the adapter's n-grams: the mined words
+                resolved.setdefault("ngrams", Ref(self.mine, "words.tsv"))
+            if (resolved.get("glossary") or resolved.get("triples")) and self.x.mine.get("long_tail"):
+                resolved.setdefault("knowledge_terms", Ref(self.mine, "long_tail.tsv"))  # expand the long tail only
+        if resolved.get("ngram_adapter") and not resolved.get("ngrams"):
+            raise self.reader.fail(where, "ngram_adapter needs ngrams: FILE (or a mine: section: its words)")
 
     def finetune_stage(
         self, arm: str, model, overrides: dict, train: str | Ref, selected: Stage | None = None

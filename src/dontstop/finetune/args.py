@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from ..adapters import AdapterArguments
 from ..averaging import AveragingArguments
 from ..errors import UsageError
+from ..knowledge.expand import KnowledgeArguments
 from ..recipe import RobertaRecipe
 from ..scoring import METRICS, PRIMARY_METRIC
 from ..tasks import Task
@@ -23,7 +24,7 @@ LEARNING_RATE_DEFAULT = "2e-5"  # the paper's, for RoBERTa-base
 
 
 @dataclass
-class TaskArguments:
+class TaskArguments(KnowledgeArguments):
     model_name_or_path: str | None = field(
         default=None,
         metadata={
@@ -163,6 +164,16 @@ class TaskArguments:
         metadata={
             "bounds": "[1, inf)",
             "help": "Use at most this many unlabeled texts per seed (a draw seeded by the seed; default: all).",
+        },
+    )
+    # The classifier reads the text: with one_way attention no appended knowledge could reach it.
+    knowledge_attention: str = field(
+        default="both_ways",
+        metadata={
+            "help": "With --glossary/--triples: both_ways, a term also sees its appended text, through which the "
+            "knowledge reaches the classifier (K-BERT); one_way, it does not (the text's hidden states, and so the "
+            "predictions, are those without the knowledge).",
+            "choices": ["one_way", "both_ways"],
         },
     )
     save_probabilities: bool = field(
@@ -348,6 +359,7 @@ def validate(task_args: TaskArguments, args: FinetuningArguments) -> list[int]:
         raise UsageError("--train_limit and --train_limit_per_class: choose one")
     if str(getattr(args.eval_strategy, "value", args.eval_strategy)) == "no":
         raise UsageError("--eval_strategy no: the best epoch is chosen on the dev set, so evaluation must run")
+    task_args.check_knowledge(task_args.max_seq_length)
     if task_args.validation_limit is not None and task_args.validation_limit < 1:
         raise UsageError(f"--validation_limit {task_args.validation_limit}: must be at least 1")
     return parse_seeds(task_args.seeds, args.seed)

@@ -73,7 +73,7 @@ def run_finetune(task_args: TaskArguments, args: FinetuningArguments) -> Finetun
     started = time.time()
     task = read_task(task_args, args)
     source, tokenizer, config = load_tokenizer_and_config(task_args, task)
-    encoded, max_length = encode_splits(task, task_args, tokenizer, config)
+    encoded, max_length, expanded = encode_splits(task, task_args, tokenizer, config)
     first = encoded["train"].dataset[: args.per_device_train_batch_size]["input_ids"]
     check_unknown_tokens(first, tokenizer, task_args.allow_unknown_tokens, "--allow_unknown_tokens")
     logger.info(
@@ -114,6 +114,7 @@ def run_finetune(task_args: TaskArguments, args: FinetuningArguments) -> Finetun
         model = None  # free it before the next seed loads
     results = collect(task, task_args, args, records, encoded, max_length, adapter, unlabeled)
     results.new_parameters = new
+    results.knowledge = expanded or None
     results.best_model = keep_models(results, task_args.keep_models, args.output_dir)
     results.learning_rate = args.learning_rate
     results.learning_rate_sweep = chosen.to_dict() if chosen else None

@@ -71,6 +71,11 @@ def seed_trainer(setup, seed: int, model, train, seed_dir: str, methods: list[Me
     collator = (DataCollatorForTokenClassification if task.task_type == "token" else DataCollatorWithPadding)(
         tokenizer
     )
+    knowledge = "knowledge_slot" in setup.encoded["train"].dataset.column_names
+    if knowledge:  # --glossary/--triples: the 4-D mask of who sees the appended knowledge
+        from ..knowledge.visibility import KnowledgeCollator
+
+        collator = KnowledgeCollator(collator, setup.task_args.knowledge_attention == "both_ways")
     metric = selection_metric(task, args)
     greater = args.greater_is_better if args.metric_for_best_model else None
     averager = args.averager()
@@ -83,6 +88,7 @@ def seed_trainer(setup, seed: int, model, train, seed_dir: str, methods: list[Me
 
     seed_args = copy.copy(args)
     seed_args.seed, seed_args.data_seed, seed_args.output_dir = seed, seed, seed_dir
+    seed_args.remove_unused_columns = not knowledge  # the knowledge columns are the collator's, not the model's
     weights = class_weights(
         class_counts(train["labels"], task.task_type, len(task.labels)), args.class_weights, args.class_weights_beta
     )

@@ -118,8 +118,8 @@ def read_task(task_args: TaskArguments, args: FinetuningArguments) -> Task:
     return task
 
 
-def encode_splits(task: Task, task_args: TaskArguments, tokenizer, config) -> tuple[dict[str, Encoded], int]:
-    """({split: encoded examples}, the sequence length they were cut to)."""
+def encode_splits(task: Task, task_args: TaskArguments, tokenizer, config) -> tuple[dict[str, Encoded], int, dict]:
+    """({split: encoded examples}, the sequence length they were cut to, {split: what knowledge was appended})."""
     limit = getattr(config, "max_position_embeddings", None) or 512
     if tokenizer.model_max_length < 1_000_000:  # "no limit" is a huge sentinel; RoBERTa's 514 positions hold 512
         limit = min(limit, tokenizer.model_max_length)
@@ -127,4 +127,30 @@ def encode_splits(task: Task, task_args: TaskArguments, tokenizer, config) -> tu
     if not 2 < max_length <= limit:
         raise UsageError(f"--max_seq_length {max_length}: the model takes 3 to {limit} tokens")
     splits = {"train": task.train, "dev": task.dev, "test": task.test}
-    return {name: encode(task, split, tokenizer, max_length) for name, split in splits.items() if split}, max_length
+    knowledge = task_knowledge(task, task_args, tokenizer, max_length)
+    text_length = max_length - (task_args.room(max_length) if knowledge else 0)
+    encoded = {name: encode(task, split, tokenizer, text_length) for name, split in splits.items() if split}
+    expanded = {}
+    if knowledge is not None:
+        from ..knowledge.expand import expand_dataset
+
+        for name, split in encoded.items():
+            split.dataset, expanded[name] = expand_dataset(split.dataset, knowledge, max_length)
+            logger.info("%s: %d of %d examples with knowledge (%d terms)", name, expanded[name]["examples_with_terms"],
+                        expanded[name]["examples"], expanded[name]["terms_expanded"])  # fmt: skip
+    return encoded, max_length, expanded
+
+
+def task_knowledge(task: Task, task_args: TaskArguments, tokenizer, max_length: int):
+    """The glossary's and triples' terms for this task (--glossary, --triples), or None."""
+    if not task_args.uses_knowledge:
+        return None
+    from ..tokenization import Framing
+
+    task_args.check_knowledge(max_length)
+    if task.task_type == "token":
+        raise UsageError("--glossary/--triples are for sequence tasks, not token classification")
+    if tokenizer.padding_side != "right":
+        raise UsageError(f"--glossary/--triples: {tokenizer.name_or_path} pads on the left; appended knowledge "
+                         "needs padding on the right")  # fmt: skip
+    return task_args.knowledge(tokenizer, Framing.from_tokenizer(tokenizer).separator)

@@ -13,6 +13,7 @@ from transformers import Trainer, TrainerCallback
 
 from ..averaging import WeightAverage
 from ..checkpoints import AtomicCheckpoints
+from ..knowledge.ngram_adapter import SavesNgramAdapter
 from ..logs import quiet_trainer
 from ..trackers import place_tracker_logs
 
@@ -60,7 +61,7 @@ class BestEpoch(TrainerCallback):
             model.load_state_dict(self.best_state)
 
 
-class FinetuneTrainer(AtomicCheckpoints, Trainer):
+class FinetuneTrainer(SavesNgramAdapter, AtomicCheckpoints, Trainer):
     """A Trainer that calls the hooks of the training methods (`methods/base.py`) and, with weight averaging,
     evaluates the averaged weights beside the raw ones. The supervised loss is `loss` (`losses.build_loss`; the
     model's own where that computes the same), and with a `sampler` the training examples are drawn by it (else by the

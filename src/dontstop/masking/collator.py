@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..knowledge.visibility import knowledge_columns
 from .base import UNITS, Example
 from .layout import segmented
 from .mixer import MaskingSpec
@@ -32,6 +33,7 @@ def pad_batch(features: list[dict], pad_id: int, pad_to_multiple_of: int | None)
 
 
 M64 = (1 << 64) - 1
+KNOWLEDGE_STREAM = 0x5851F42D4C957F2D  # xor-ed into the seed of an example's appended knowledge
 
 
 def splitmix64(x: int) -> int:
@@ -71,6 +73,8 @@ class MaskedLMCollator:
 
     Examples that hold several documents (`segments`) get `segment_ids` for attention confined to each document; with
     `padding_free`, whole examples are packed into rows without padding, each its own segment (see `layout.py`).
+    Examples with appended knowledge (`text_length`, `knowledge_slot`) are masked on their text as they would be
+    without it and, with `knowledge_loss`, on the appended text too; the batch carries the knowledge columns.
     """
 
     mask_token_id: int
@@ -84,6 +88,7 @@ class MaskedLMCollator:
     pad_to_multiple_of: int | None = None
     masking: MaskingSpec = field(default_factory=MaskingSpec)
     padding_free: bool = False
+    knowledge_loss: bool = True
 
     def __post_init__(self):
         if not 0 < self.mlm_probability < 1:
@@ -110,11 +115,12 @@ class MaskedLMCollator:
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.mask_token_id
         return cls(tokenizer.mask_token_id, pad, vocab_size, frozenset(tokenizer.all_special_ids), **kwargs)
 
-    def select(self, maskable: np.ndarray, epoch: int, index: int, word_ids=None, entity_ids=None):
+    def select(self, maskable: np.ndarray, epoch: int, index: int, word_ids=None, entity_ids=None, stream: int = 0):
         """(unit type, chosen units as position arrays, one draw per unit, random replacement tokens per chosen token):
-        every random choice for one example, from its own generator."""
-        rng = self._random(self.seed, epoch, index)
-        unit = self.masking.choose(rng)
+        every random choice for one example, from its own generator. Stream 1 masks an example's appended knowledge
+        (`knowledge/expand.py`) token by token, from a generator of its own: the text's masks stay as without it."""
+        rng = self._random(self.seed ^ (stream * KNOWLEDGE_STREAM), epoch, index)
+        unit = self.masking.choose(rng) if not stream else "token"
         example = Example(maskable, word_ids, entity_ids)
         for column in UNITS[unit].needs:
             if getattr(example, column) is None:
@@ -173,19 +179,18 @@ class MaskedLMCollator:
         rows, cols, draws, random_tokens = [], [], [], []
         for row, f in enumerate(features):
             n = len(f["input_ids"])
-            _, units, unit_draws, tokens = self.select(
-                maskable[row, :n],
-                int(f.get("epoch", 0)),
-                int(f["idx"]),
-                f.get("word_ids"),
-                f.get("entity_ids"),
-            )
-            if units:
-                sizes = [len(u) for u in units]
-                cols.extend(units)
-                rows.append(np.full(sum(sizes), row))
-                draws.append(np.repeat(unit_draws, sizes))
-                random_tokens.append(tokens)
+            text = f.get("text_length", n)
+            epoch, index = int(f.get("epoch", 0)), int(f["idx"])
+            chosen = [(0, self.select(maskable[row, :text], epoch, index, f.get("word_ids"), f.get("entity_ids")))]
+            if text < n and self.knowledge_loss:
+                chosen.append((text, self.select(maskable[row, text:n], epoch, index, stream=1)))
+            for offset, (_, units, unit_draws, tokens) in chosen:
+                if units:
+                    sizes = [len(u) for u in units]
+                    cols.extend(u + offset for u in units)
+                    rows.append(np.full(sum(sizes), row))
+                    draws.append(np.repeat(unit_draws, sizes))
+                    random_tokens.append(tokens)
         if cols:  # all rows at once: a few array operations per batch instead of per example
             self.apply(
                 ids,
@@ -196,6 +201,7 @@ class MaskedLMCollator:
                 np.concatenate(random_tokens),
             )
         batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": torch.from_numpy(labels)}
+        batch.update(knowledge_columns(features, ids.shape[1]) or {})
         if self.padding_free or "segments" in features[0]:
             return segmented(batch, features, self.pad_token_id, pack=self.padding_free)
         return batch

@@ -45,7 +45,7 @@ def first_fit(lengths: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
 def segmented(batch: dict[str, torch.Tensor], features: list[dict], pad_id: int, pack: bool) -> dict:
     """The padded batch (input_ids, attention_mask, labels) with `segment_ids`; with `pack`, laid out padding-free."""
     lengths = batch["attention_mask"].sum(1).numpy()
-    arrays = {name: batch[name].numpy() for name in ("input_ids", "attention_mask", "labels")}
+    arrays = {name: value.numpy() for name, value in batch.items()}  # every per-token column, knowledge's too
     arrays["segment_ids"] = segment_ids(features, lengths, arrays["input_ids"].shape[1])
     if not pack:
         return {name: torch.from_numpy(array) for name, array in arrays.items()}
@@ -55,7 +55,8 @@ def segmented(batch: dict[str, torch.Tensor], features: list[dict], pad_id: int,
     source = (np.repeat(np.arange(len(lengths)), lengths), within)
     target = (np.repeat(rows, lengths), np.repeat(offsets, lengths) + within)
     shape = (int(rows.max()) + 1, int(target[1].max()) + 1)
-    fillers = {"input_ids": pad_id, "attention_mask": 0, "labels": -100, "segment_ids": -1}
+    fillers = {"input_ids": pad_id, "attention_mask": 0, "labels": -100, "segment_ids": -1, "knowledge_slot": -1,
+               "knowledge_appended": False}  # fmt: skip
     packed = {}
     for name, array in arrays.items():
         packed[name] = np.full(shape, fillers[name], dtype=array.dtype)

@@ -34,6 +34,7 @@ from dataclasses import asdict
 import numpy as np
 
 from ..errors import UsageError
+from ..knowledge.longtail import check_long_tail
 from ..outputs import check_output_dir
 from ..records import MinedWords
 from .args import MineArguments
@@ -65,6 +66,9 @@ def validate(args: MineArguments) -> tuple[list, list]:
         raise UsageError("--top must be at least 1")
     if args.min_domain_ratio < 0:
         raise UsageError("--min_domain_ratio must be 0 or more")
+    if args.max_against_count is not None and (args.max_against_count < 0 or not against):
+        raise UsageError("--max_against_count N needs --against corpora and N >= 0")
+    check_long_tail(args)
     for c, option in [(c, "--corpus") for c in corpora] + [(c, "--against") for c in against]:
         if not os.path.exists(c.path):
             raise UsageError(f"{option} {c.name}={c.path}: no such file or directory")
@@ -89,22 +93,25 @@ def detect_language(corpora: list, args: MineArguments) -> str:
 
 
 def score_candidates(found, counts, against, language: str, args: MineArguments):
-    """(score, domain ratio or None, tokens of the reference corpora) of every candidate."""
+    """(score, domain ratio or None, counts in the reference corpora or None, their tokens) of every candidate."""
     freq = found.column("freq")
     cohesion, left, right = found.column("cohesion"), found.column("left"), found.column("right")
     score = base_score(freq, cohesion, left, right, found.lengths, args.cohesion_cap, args.length_penalty)
     if not against:
-        return score, None, 0
+        return score, None, None, 0
     keys_by_length = dict(zip(found.ns, found.keys, strict=True))
     totals, against_tokens = count_against(against, language, keys_by_length, args)
-    there = np.concatenate([totals[n] for n in found.ns]) if found.ns else np.zeros(0)
+    there = np.concatenate([totals[n] for n in found.ns]) if found.ns else np.zeros(0, dtype=np.int64)
     # per-token frequencies with one added to each count: a word absent there gets a large, finite ratio
     ratio = ((freq + 1) / counts.tokens) / ((there + 1) / max(against_tokens, 1))
-    score = np.where(ratio > args.min_domain_ratio, score * np.log(np.maximum(ratio, 1e-12)), -np.inf)
-    return score, ratio, against_tokens
+    kept = ratio > args.min_domain_ratio
+    if args.max_against_count is not None:
+        kept &= there <= args.max_against_count
+    score = np.where(kept, score * np.log(np.maximum(ratio, 1e-12)), -np.inf)
+    return score, ratio, there, against_tokens
 
 
-def ranked_rows(found, score, ratio, base_words: set[str] | None, args: MineArguments) -> list[dict]:
+def ranked_rows(found, score, ratio, there, base_words: set[str] | None, args: MineArguments) -> list[dict]:
     """The candidates that scored, best first, as rows of words.tsv (`base_words` None: no base dictionary)."""
     order = np.argsort(-score, kind="stable")
     order = order[np.isfinite(score[order])]
@@ -124,6 +131,7 @@ def ranked_rows(found, score, ratio, base_words: set[str] | None, args: MineArgu
             "domain_ratio": None if ratio is None else ratio[i],
             "in_base_dict": (found.words[i] in base_words) if base_words is not None else None,
             "cohesion_max": columns["cohesion_max"][i],
+            "against_freq": None if there is None else int(there[i]),
         }
         for i in order
     ]
@@ -152,8 +160,13 @@ def run_mine(args: MineArguments) -> MinedWords:
     counts, vocabulary, size = count_corpora(corpora, language, max_n, args, "counting n-grams")
     counted = time.perf_counter()
     found = find_candidates(counts, vocabulary, language, args, tokenizer)
-    score, ratio, against_tokens = score_candidates(found, counts, against, language, args)
-    rows = ranked_rows(found, score, ratio, read_base_dicts(base_paths) if base_paths else None, args)
+    score, ratio, there, against_tokens = score_candidates(found, counts, against, language, args)
+    rows = ranked_rows(found, score, ratio, there, read_base_dicts(base_paths) if base_paths else None, args)
+    tail, tail_report = None, None
+    if args.long_tail:
+        from ..knowledge.longtail import long_tail_rows
+
+        tail, tail_report = long_tail_rows(rows, corpora, args)
     metrics = MinedWords(
         language=language,
         corpora=[asdict(c) for c in corpora],
@@ -173,8 +186,9 @@ def run_mine(args: MineArguments) -> MinedWords:
         new_words_written=sum(1 for r in rows if r["in_base_dict"] is False),
         base_dicts=base_paths,
         settings=asdict(args),
+        long_tail=tail_report,
     )
-    write_outputs(args, rows, metrics, started)
+    write_outputs(args, rows, metrics, started, tail)
     logger.info(
         "mined %d words from %.1f MB in %.1f s (%.2f MB/s); wrote %s",
         len(rows), size["bytes"] / 1e6, metrics.seconds["total"], metrics.megabytes_per_second,

@@ -54,6 +54,11 @@ class MineArguments:
     min_domain_ratio: float = field(
         default=1.0, metadata={"help": "With --against: drop candidates no more frequent here than there (ratio)."}
     )
+    max_against_count: int | None = field(
+        default=None,
+        metadata={"help": "With --against: drop candidates that occur more than N times there; 0 keeps only words "
+                  "absent from the --against corpora: the words new in --corpus (new text against old)."},
+    )  # fmt: skip
     top: int | None = field(default=None, metadata={"help": "Write only the best N candidates (default: all)."})
     only_new: bool = field(
         default=False, metadata={"help": "Leave out the words already in a base dictionary (see --base_dict)."}
@@ -73,6 +78,25 @@ class MineArguments:
     max_entries: int = field(
         default=10_000_000,
         metadata={"help": f"Most n-grams held ({ENTRY_BYTES} bytes each); beyond it, lossy counting prunes."},
+    )
+    long_tail: bool = field(
+        default=False,
+        metadata={"help": "Also rank the mined words the model is likely not to know (long_tail.tsv): rare against "
+                  "--against, cut into many pieces, hard for the model (needs --model_name_or_path and --against)."},
+    )  # fmt: skip
+    long_tail_top: int = field(
+        default=1000, metadata={"help": "--long_tail: score the best N mined words (the model's loss costs time)."}
+    )
+    long_tail_contexts: int = field(
+        default=4, metadata={"help": "--long_tail: occurrences per word the masked-LM loss is averaged over."}
+    )
+    glossary: str | None = field(
+        default=None,
+        metadata={"help": "--long_tail: a glossary (term<TAB>definition); long_tail.tsv says which words it "
+                  "defines.", "path": "file"},
+    )  # fmt: skip
+    only_in_glossary: bool = field(
+        default=False, metadata={"help": "--long_tail: keep only the words --glossary defines."}
     )
     overwrite_output_dir: bool = field(
         default=False,

@@ -92,6 +92,8 @@ def find_candidates(counts: NgramCounts, vocabulary: dict, language: str, args: 
             cohesion = cohesion_max = np.full(len(keys), np.nan)
         left, right = counts.branching_entropy(n, keys, freq)
         keep = decoded & (np.minimum(left, right) >= args.min_entropy)
+        if n == 1 and args.long_tail:  # spaces delimit a single word: its entropy says nothing of its being one
+            keep = decoded.copy()
         if n >= 2:
             keep &= cohesion >= args.min_cohesion
         funnel["passed_thresholds"] = int(keep.sum())

@@ -9,13 +9,15 @@ from dataclasses import dataclass, field
 from ..adapters import AdapterArguments
 from ..averaging import AveragingArguments
 from ..errors import UsageError
+from ..knowledge.expand import KnowledgeArguments
+from ..knowledge.ngram_adapter import NgramAdapterArguments
 from ..models import read_vocab_extension, resolve_model_path
 from ..outputs import check_output_dir
 from ..recipe import RobertaRecipe
 
 
 @dataclass
-class ModelArguments:
+class ModelArguments(NgramAdapterArguments):
     model_name_or_path: str | None = field(
         default=None,
         metadata={
@@ -84,7 +86,7 @@ class ModelArguments:
 
 
 @dataclass
-class DataArguments:
+class DataArguments(KnowledgeArguments):
     train_file: list[str] | None = field(
         default=None,
         metadata={
@@ -187,6 +189,13 @@ class DataArguments:
     )
     replay_text_column: str | None = field(
         default=None, metadata={"help": "Text column of --replay_file (default: --text_column)."}
+    )
+    knowledge_loss: bool = field(
+        default=True,
+        metadata={
+            "help": "With --glossary/--triples: mask and predict the appended text too. With one_way attention this "
+            "loss is all the knowledge teaches: the text never sees it."
+        },
     )
 
     @property
@@ -337,6 +346,7 @@ def validate(model_args: ModelArguments, data_args: DataArguments, training_args
             f"--output_dir {training_args.output_dir}: the base model's directory, which an adapter leaves alone"
         )
     validate_data(data_args, training_args)
+    validate_knowledge(model_args, data_args, training_args)
     if model_args.attn_implementation != "auto":
         from ..attention import check_implementation
 
@@ -374,6 +384,18 @@ def validate_data(data_args: DataArguments, training_args: PretrainingArguments)
         raise UsageError("--padding_free packs --line_by_line examples; packed blocks have no padding to remove")
     if data_args.packing == "documents" and data_args.line_by_line:
         raise UsageError("--packing documents: --line_by_line examples hold one document each (see --padding_free)")
+
+
+def validate_knowledge(model_args: ModelArguments, data_args: DataArguments, training_args) -> None:
+    """The glossary, triples and n-gram options: every file read now, and what they cannot go with."""
+    data_args.check_knowledge(data_args.max_seq_length)
+    model_args.check_ngram_adapter()
+    if data_args.uses_knowledge and data_args.streaming:
+        raise UsageError("--glossary/--triples do not work with --streaming (the expansions are counted up front)")
+    if data_args.uses_knowledge and model_args.attn_implementation.startswith("flash_attention"):
+        raise UsageError("--glossary/--triples need a 4-D attention mask: use --attn_implementation sdpa or eager")
+    if model_args.ngram_adapter and training_args.uses_adapter:
+        raise UsageError("--ngram_adapter with --adapter lora: choose one adapter")
 
 
 def checkpoint_to_resume(training_args: PretrainingArguments) -> str | None:

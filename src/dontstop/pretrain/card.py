@@ -206,6 +206,7 @@ def write_model_card(
         "",
         *averaging_lines(metrics, own, merged),
         *head_warmup_lines(metrics),
+        *knowledge_lines(metrics, data_args),
         *carried_lines(metrics),
         *corpus_lines(corpus_stats),
         "",
@@ -216,6 +217,32 @@ def write_model_card(
     ]
     with open(os.path.join(directory, "README.md"), "w", encoding="utf-8") as f:
         f.write("\n".join(lines))
+
+
+def knowledge_lines(metrics: PretrainMetrics, data_args) -> list[str]:
+    """What --glossary/--triples appended and what --ngram_adapter added."""
+    lines = []
+    k = metrics.knowledge
+    if k:
+        sources = " and ".join(f"`{p}`" for p in (data_args.glossary, data_args.triples) if p)
+        lines += [
+            f"Knowledge from {sources} ({k['terms_defined']:,} terms) was appended to the training examples: "
+            f"{k['terms_expanded']:,} terms ({k['distinct_terms']:,} distinct) in {k['examples_with_terms']:,} of "
+            f"{k['examples']:,} examples ({100 * k['share_with_terms']:.1f}%), {k['appended_tokens']:,} tokens, "
+            f"attention {data_args.knowledge_attention.replace('_', ' ')}. The model itself takes plain text.",
+            "",
+        ]
+    n = metrics.ngram_adapter
+    if n:
+        lines += [
+            f"An n-gram adapter (T-DNA: {n['ngrams']:,} n-grams, {n['layers']} encoder layers, {n['parameters']:,} "
+            f"parameters{', the model frozen' if n['frozen_model'] else ''}) is saved beside the weights "
+            "(`ngram_adapter.safetensors`, `ngram_adapter.json`): `dontstop finetune` loads it with the model, and "
+            "`dontstop.knowledge.ngram_adapter.load_ngram_adapter(model, DIR)` attaches it to a model loaded "
+            "otherwise; plain `from_pretrained` loads the model without it.",
+            "",
+        ]
+    return lines
 
 
 def carried_lines(metrics: PretrainMetrics) -> list[str]:

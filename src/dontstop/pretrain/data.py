@@ -40,8 +40,10 @@ class Datasets:
 class DatasetBuilder:
     """Builds the `Datasets` of one run from its data options, the tokenizer and the block layout."""
 
-    def __init__(self, data_args: DataArguments, tokenizer, framing, max_seq_length: int, seed: int, boundaries=None):
+    def __init__(self, data_args: DataArguments, tokenizer, framing, max_seq_length: int, seed: int, boundaries=None,
+                 knowledge=None):  # fmt: skip
         self.args = data_args
+        self.knowledge = knowledge  # knowledge.expand.Knowledge: appended to the training examples
         self.tokenizer = tokenizer
         self.framing = framing
         self.max_seq_length = max_seq_length
@@ -57,7 +59,13 @@ class DatasetBuilder:
             self.boundaries,
         )  # fmt: skip
 
-    def examples(self, corpus: TokenizedCorpus, limit: bool = False):
+    def examples(self, corpus: TokenizedCorpus, limit: bool = False, knowledge=None):
+        """The examples of a corpus; with `knowledge`, each keeps --knowledge_tokens of room for it."""
+        if knowledge is not None:
+            from ..knowledge.expand import WithKnowledge
+
+            text = self.max_seq_length - self.args.room(self.max_seq_length)
+            return WithKnowledge(self.kind(corpus, self.framing, text), knowledge, self.max_seq_length)
         dataset = self.kind(corpus, self.framing, self.max_seq_length)
         if limit and self.args.max_eval_samples and len(dataset) > self.args.max_eval_samples:
             return torch.utils.data.Subset(dataset, range(self.args.max_eval_samples))
@@ -122,7 +130,9 @@ class DatasetBuilder:
             self.max_seq_length = self.fitted_length(corpus, batch_size)
         if a.validation_file is None and a.validation_split_percentage > 0:
             corpus = self.hold_out(datasets, corpus, "validation", "training", "--validation_split_percentage")
-        train = EpochIndexed(self.examples(corpus))
+        train = EpochIndexed(self.examples(corpus, knowledge=self.knowledge))
+        if self.knowledge is not None:
+            datasets.stats["knowledge"] = train.dataset.stats()
         if not a.replay_file:
             return train
         general = self.tokenize(a.replay_file, a.replay_text_column)

@@ -47,6 +47,7 @@ class Model:
     added_ids: list[int]  # rows `dontstop vocab extend` added
     adapter: object | None = None  # adapters.PretrainingAdapter
     segments: SegmentAttention | None = None  # with --padding_free or --packing documents
+    knowledge: object | None = None  # knowledge.visibility.KnowledgeAttention, with --glossary or --triples
 
 
 def load(model_args: ModelArguments, training_args: PretrainingArguments) -> Model:
@@ -60,6 +61,8 @@ def load(model_args: ModelArguments, training_args: PretrainingArguments) -> Mod
     if added_ids and max(added_ids) >= lm.model.get_input_embeddings().weight.shape[0]:
         raise UsageError(f"{model_args.model_name_or_path}: dontstop_vocab.json names token ids the model lacks")
     model = Model(lm, added_ids)
+    if model_args.ngram_adapter:
+        add_ngram_adapter(lm, model_args)
     if training_args.uses_adapter:
         from ..adapters import add_pretraining_adapter
 
@@ -68,20 +71,42 @@ def load(model_args: ModelArguments, training_args: PretrainingArguments) -> Mod
     return model
 
 
+def add_ngram_adapter(lm: LanguageModel, model_args: ModelArguments) -> None:
+    """A fresh n-gram adapter on the model (--ngram_adapter); with --ngram_freeze_model, all else frozen but the
+    weights the checkpoint lacked."""
+    from ..knowledge.ngram_adapter import new_ngram_adapter, ngram_adapter_of
+
+    if ngram_adapter_of(lm.model) is not None:
+        raise UsageError(f"{model_args.model_name_or_path} has an n-gram adapter already (it trains on without "
+                         "--ngram_adapter)")  # fmt: skip
+    adapter = new_ngram_adapter(lm.model, lm.tokenizer, model_args)
+    if model_args.ngram_freeze_model:
+        own = {id(p) for p in adapter.parameters()}
+        for name, param in lm.model.named_parameters():
+            param.requires_grad = id(param) in own or name in lm.new_params
+
+
 def configure_attention(model: Model, model_args: ModelArguments, data_args: DataArguments, training_args) -> None:
     """Set the model's attention kernel and, with --padding_free or --packing documents, what confines attention to
-    each segment (attention.py); a model that cannot have it is a UsageError."""
+    each segment (attention.py); a model that cannot have it is a UsageError. Appended knowledge (--glossary) takes a
+    4-D mask, never flash attention's varlen kernel."""
     from ..attention import check_segment_support, set_implementation
 
     inner, option = underlying_model(model.lm.model), data_args.segment_option
-    if option and model.lm.objective != "mlm":
-        raise UsageError(f"{option} is for masked LMs; this model trains with {model.lm.objective}")
+    for needs_mlm in (option, "--glossary/--triples" if data_args.uses_knowledge else None):
+        if needs_mlm and model.lm.objective != "mlm":
+            raise UsageError(f"{needs_mlm} is for masked LMs; this model trains with {model.lm.objective}")
     if option:
         check_segment_support(inner, option)
     half = training_args.bf16 or training_args.fp16
-    set_implementation(inner, model_args.attn_implementation, option is not None, half)
+    set_implementation(inner, model_args.attn_implementation, option is not None and not data_args.uses_knowledge,
+                       half)  # fmt: skip
     if option:
         model.segments = SegmentAttention.for_model(inner)
+    if data_args.uses_knowledge:
+        from ..knowledge.visibility import KnowledgeAttention
+
+        model.knowledge = KnowledgeAttention.for_model(inner, data_args.knowledge_attention == "both_ways")
 
 
 def sequence_length(data_args: DataArguments, lm: LanguageModel) -> int:
@@ -89,7 +114,7 @@ def sequence_length(data_args: DataArguments, lm: LanguageModel) -> int:
     return data_args.max_seq_length or min(512, lm.tokenizer.model_max_length, model_max)
 
 
-def collator(lm: LanguageModel, masking_args: MaskingArguments, seed: int, padding_free: bool = False):
+def collator(lm: LanguageModel, masking_args: MaskingArguments, seed: int, data_args: DataArguments | None = None):
     if lm.objective != "mlm":
         return CausalLMCollator(lm.tokenizer.pad_token_id)
     return MaskedLMCollator.from_tokenizer(
@@ -100,7 +125,8 @@ def collator(lm: LanguageModel, masking_args: MaskingArguments, seed: int, paddi
         mlm_probability=masking_args.mlm_probability,
         mask_replace_prob=masking_args.mask_replace_prob,
         random_replace_prob=masking_args.random_replace_prob,
-        padding_free=padding_free,
+        padding_free=bool(data_args and data_args.padding_free),
+        knowledge_loss=not data_args or data_args.knowledge_loss,
     )
 
 
@@ -165,7 +191,7 @@ def build_trainer(model: Model, arguments, data: Datasets, callbacks: list) -> t
         args=training_args,
         train_dataset=data.train,
         eval_dataset=data.eval or None,
-        data_collator=collator(model.lm, masking_args, training_args.seed, data_args.padding_free),
+        data_collator=collator(model.lm, masking_args, training_args.seed, data_args),
         processing_class=model.lm.tokenizer,
         callbacks=callbacks,
         objective=model.lm.objective,
@@ -177,6 +203,7 @@ def build_trainer(model: Model, arguments, data: Datasets, callbacks: list) -> t
         averager=averager,
         head_warmup=(freeze.head_steps, model_args.head_warmup_learning_rate) if freeze else None,
         segment_attention=model.segments,
+        knowledge_attention=model.knowledge,
     )
     if snapshots is not None:
         snapshots.trainer = trainer
@@ -216,7 +243,20 @@ def train(trainer: PretrainTrainer, model: Model, data: Datasets, freeze, checkp
     if trainer.averager is not None:  # takes the averaged weights' final metrics out of metrics.after
         metrics.averaged = pretrain_report(trainer.averager, metrics.after, list(data.eval))
     metrics.history = trainer.state.log_history
+    metrics.knowledge = data.stats.get("knowledge")
+    metrics.ngram_adapter = ngram_report(trainer.model)
     return metrics
+
+
+def ngram_report(model) -> dict | None:
+    from ..knowledge.ngram_adapter import ngram_adapter_of
+
+    adapter = ngram_adapter_of(underlying_model(model))
+    if adapter is None:
+        return None
+    frozen = any(not p.requires_grad for n, p in model.named_parameters() if not n.startswith("ngram_adapter."))
+    return {"ngrams": len(adapter.words), "layers": len(adapter.encoder), "frozen_model": frozen,
+            "parameters": sum(p.numel() for p in adapter.parameters())}  # fmt: skip
 
 
 class KeepEvaluationBefore(TrainerCallback):
@@ -302,12 +342,16 @@ def run_pretrain(
         )
     configure_attention(model, model_args, data_args, training_args)
     max_seq_length = sequence_length(data_args, model.lm)
+    data_args.check_knowledge(max_seq_length)
     batch = training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps
-    builder = DatasetBuilder(
-        data_args, model.lm.tokenizer, Framing.from_tokenizer(model.lm.tokenizer), max_seq_length, training_args.seed,
-        boundaries,
-    )  # fmt: skip
-    data = builder.build(batch)
+    framing = Framing.from_tokenizer(model.lm.tokenizer)
+    knowledge = data_args.knowledge(model.lm.tokenizer, framing.separator)
+    builder = DatasetBuilder(data_args, model.lm.tokenizer, framing, max_seq_length, training_args.seed, boundaries,
+                             knowledge)  # fmt: skip
+    # Rank 0 of each node tokenizes into the cache first, then the other ranks read it: they never race `datasets`
+    # over its own cache of the same file (read anew every time: corpus.open_dataset).
+    with training_args.main_process_first(desc="tokenizing"):
+        data = builder.build(batch)
     max_seq_length = builder.max_seq_length  # the default cut to the data (DatasetBuilder.fitted_length)
     check_unknown_tokens(first_batch(data.train, batch), model.lm.tokenizer, data_args.allow_unknown_tokens,
                          "--allow_unknown_tokens")  # fmt: skip

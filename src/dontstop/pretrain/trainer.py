@@ -1,6 +1,7 @@
 """The Trainer of continued pretraining: the standard loop, with hooks overridden for seeded per-epoch sampling (so
 masks are pure), a loss on the masked positions only, attention confined to segments (padding-free batches, documents
-of a packed block) and token-weighted held-out evaluation (of the averaged weights too, with weight averaging)."""
+of a packed block) or shaped by appended knowledge, and token-weighted held-out evaluation (of the averaged weights
+too, with weight averaging); a saved model keeps its n-gram adapter beside it."""
 
 from __future__ import annotations
 
@@ -15,13 +16,14 @@ from ..attention import SegmentAttention
 from ..averaging import WeightAverage
 from ..checkpoints import AtomicCheckpoints
 from ..heads import causal_lm_loss_sum, masked_lm_loss_sum, masked_only_head, use_masked_only_head
+from ..knowledge.ngram_adapter import SavesNgramAdapter
 from ..logs import quiet_trainer
 from ..masking import EpochIndexed, EpochSampler
 from ..replay import ReplayMix
 from ..trackers import place_tracker_logs
 
 
-class PretrainTrainer(AtomicCheckpoints, Trainer):
+class PretrainTrainer(SavesNgramAdapter, AtomicCheckpoints, Trainer):
     """Trainer for continued pretraining. Overrides hooks only: the train sampler (seeded per epoch, so masks are
     pure), the inputs (segment ids become the attention inputs that confine each segment, on the device), the loss
     (masked positions only) and evaluation (token-weighted loss, perplexity, masked-token accuracy, and the same for
@@ -36,9 +38,11 @@ class PretrainTrainer(AtomicCheckpoints, Trainer):
         averager: WeightAverage | None = None,
         head_warmup: tuple[int, float] | None = None,
         segment_attention: SegmentAttention | None = None,
+        knowledge_attention=None,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
+        self.knowledge_attention = knowledge_attention  # knowledge.visibility.KnowledgeAttention
         self.objective = objective
         self.averager = averager
         self.head_warmup = head_warmup  # (steps, learning rate) of a head warm-up phase, with its own schedule
@@ -77,7 +81,9 @@ class PretrainTrainer(AtomicCheckpoints, Trainer):
 
     def _prepare_inputs(self, inputs):
         inputs = super()._prepare_inputs(inputs)
-        if self.segment_attention is not None:
+        if "knowledge_slot" in inputs:  # the 4-D mask of appended knowledge, segments included
+            inputs = self.knowledge_attention(inputs)
+        elif self.segment_attention is not None:
             inputs = self.segment_attention(inputs)
         return inputs
 

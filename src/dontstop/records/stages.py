@@ -29,6 +29,8 @@ class PretrainMetrics(Record):
     adapter: dict | None = None
     # weights of the starting checkpoint the LM head does not use (BERT's pooler), saved with the model unchanged
     carried_weights: list[str] | None = None
+    knowledge: dict | None = None  # --glossary/--triples: what was expanded (knowledge.expand.expansion_stats)
+    ngram_adapter: dict | None = None  # --ngram_adapter: {"ngrams", "layers", "parameters", "frozen_model"}
 
     def losses(self, which: str = "after") -> dict[str, float]:
         """{held-out set: loss}: "before" training, "after" it, or at the "start" (after the head warm-up where there
@@ -144,6 +146,7 @@ class FinetuneResults(Record):
     learning_rate_sweep: dict | None = None  # with --learning_rate auto: the LearningRateSweep it was chosen by
     methods: dict | None = None  # training method -> its settings (finetune/methods/), for those switched on
     unlabeled: dict | None = None  # the unlabeled text read: files, texts kept, dev/test texts excluded, duplicates
+    knowledge: dict | None = None  # --glossary/--triples: split -> what was expanded (expand.expansion_stats)
     per_class: dict | None = None  # split -> class -> metric -> {"mean", "std", "n", "values"}
     imbalance: dict | None = None  # {"class_weights", "loss", "sampler", ...}: the remedies for imbalance used
 
@@ -246,6 +249,7 @@ class MinedWords(Record):
     new_words_written: int | None = None
     base_dicts: list[str] = field(default_factory=list)
     settings: dict | None = None
+    long_tail: dict | None = None  # --long_tail: {"scored", "written", "head", "contexts_per_word", "in_glossary"}
 
 
 @dataclass

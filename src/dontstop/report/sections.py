@@ -48,12 +48,26 @@ def stage_line(stage: StageSummary) -> str:
     parts = [f"**{stage.name}** ({stage.kind}{', cached' if stage.cached else ''})"]
     if stage.kind == "pretrain":
         parts += [f"{count(stage.steps)} steps", f"{count(stage.tokens)} tokens", stage_losses(stage.metrics)]
+        parts += knowledge_notes(stage.metrics)
     selection = stage.selection
     if selection is not None and selection.strategy:
         k = f" (k={selection.k})" if selection.k else ""
         parts.append(f"{selection.strategy}{k}: {count(selection.selected_pool_documents)} documents")
     parts += [duration(stage.wall_seconds), f"`{stage.dir or 'n/a'}`"]
     return " · ".join(p for p in parts if p)
+
+
+def knowledge_notes(metrics: PretrainMetrics | None) -> list[str]:
+    """What a pretraining stage appended (--glossary, --triples) and added (--ngram_adapter)."""
+    notes = []
+    k = metrics.knowledge if metrics else None
+    if k:
+        notes.append(f"knowledge: {count(k['terms_expanded'])} terms ({count(k['distinct_terms'])} distinct) expanded "
+                     f"in {count(k['examples_with_terms'])} of {count(k['examples'])} examples")  # fmt: skip
+    n = metrics.ngram_adapter if metrics else None
+    if n:
+        notes.append(f"n-gram adapter: {count(n['ngrams'])} n-grams, {n['layers']} layers")
+    return notes
 
 
 def settings_yaml(settings: dict) -> str:
