@@ -137,6 +137,7 @@ class FinetuneResults(Record):
     best_model: str | None = None  # "seed-S/model": the kept model of the seed best on dev (--keep_models)
     learning_rate: float | None = None
     learning_rate_sweep: dict | None = None  # with --learning_rate auto: the LearningRateSweep it was chosen by
+    prompt: dict | None = None  # with --prompt: template, verbalizer, slots and scoring (prompt-based fine-tuning)
 
     def values(self, split: str, metric: str) -> list[float]:
         return [float(getattr(seed, split)[metric]) for seed in self.seeds]
