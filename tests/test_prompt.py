@@ -156,3 +156,32 @@ def test_a_checkpoint_without_an_mlm_head_is_refused_pointing_to_pretrain(tiny_b
     assert run_cli(*argv) == 2
     assert "dontstop pretrain" in capsys.readouterr().err
     assert not os.path.exists(out)
+
+
+def test_prompt_runs_with_fgm_and_ema(tiny_bert, task_files, tmp_path):
+    out = tmp_path / "out"
+    extra = ("--seeds", "1", "--prompt", TEMPLATE, "--verbalizer", WORDS, "--adversarial", "fgm", "--ema", "0.9")
+    assert run_cli(*finetune_args(tiny_bert, task_files, out, *extra, "--keep_models", "none")) == 0
+    with open(out / "results.json") as f:
+        results = json.load(f)
+    assert results["averaging"]["method"] == "ema" and results["prompt"]["scoring"] == "logit"
+
+
+def test_an_experiment_arm_takes_prompt_options_with_the_verbalizer_beside_the_yaml(tiny_bert, tmp_path):
+    import yaml
+    from conftest import synthetic_documents, write_jsonl
+
+    from dontstop.experiment import load_experiment
+
+    write_jsonl(tmp_path / "domain.jsonl", synthetic_documents(60, seed=1))
+    for name, n in (("train", 24), ("dev", 8)):
+        write_rows(tmp_path / f"{name}.jsonl", separable_task(n, 0))
+    (tmp_path / "words.json").write_text(WORDS)
+    arm = {"name": "tapt-prompt", "arm": "tapt", "finetune": {"prompt": TEMPLATE, "verbalizer": "words.json"}}
+    config = {"model": tiny_bert, "corpora": {"domain": "domain.jsonl"}, "task": {"train": "train.jsonl",
+              "dev": "dev.jsonl"}, "held_out": {"documents": 5}, "inspect": False, "arms": ["tapt", arm]}  # fmt: skip
+    (tmp_path / "experiment.yaml").write_text(yaml.safe_dump(config))
+    plan = load_experiment(str(tmp_path / "experiment.yaml"), str(tmp_path / "runs"))
+    head, prompt = (arm.finetune.options for arm in plan.arms)
+    assert "prompt" not in head
+    assert prompt["prompt"] == TEMPLATE and prompt["verbalizer"] == str(tmp_path / "words.json")
