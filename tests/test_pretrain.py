@@ -336,7 +336,7 @@ def torchrun(*args: str, port: int) -> None:
     result = subprocess.run(
         command, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
     )
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, result.stderr[-8000:]
 
 
 @pytest.mark.slow

@@ -234,8 +234,8 @@ def test_resume_continues_exactly_with_replay(tiny_bert, corpus, general, tmp_pa
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--replay_ratio", "1"], "--replay_ratio must be in [0, 1)"),
-        (["--replay_ratio", "-0.1"], "--replay_ratio must be in [0, 1)"),
+        (["--replay_ratio", "1"], "--replay_ratio 1.0: must be in [0, 1)"),
+        (["--replay_ratio", "-0.1"], "--replay_ratio -0.1: must be in [0, 1)"),
         (["--replay_ratio", "0.2"], "--replay_ratio needs --replay_file"),
         (["--replay_file", "GENERAL"], "--replay_file needs --replay_ratio"),
         (["--replay_file", "missing.jsonl", "--replay_ratio", "0.2"], "missing.jsonl: no such file"),

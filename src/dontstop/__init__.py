@@ -1,7 +1,7 @@
 """dontstop: adapt a pretrained language model to a domain and a task by continued pretraining, and prove it helped.
 
 The Python API is the command line's: each stage is a function taking its argument dataclasses, or the same
-options as keywords, and returning its record (`records.py`).
+options as keywords, and returning its record (`records/`).
 
     import dontstop
 

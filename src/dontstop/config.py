@@ -2,7 +2,7 @@
 YAML and the Python API all become the same argument dataclasses, checked and converted by the same rules.
 
 The one registry of stages is `STAGES`. A stage module defines `ARGUMENTS` (its argument dataclasses), `EXAMPLES`
-(the epilog of its `--help`) and `run(*arguments)`, which returns the stage's record (`records.py`); a stage whose
+(the epilog of its `--help`) and `run(*arguments)`, which returns the stage's record (`records/`); a stage whose
 command line is not a set of dataclasses (compare, run, demo, vocab's sub-commands) defines `main(argv)` instead. A
 stage that can continue interrupted work defines `resume_options(directory)`: the options that continue it there.
 

@@ -97,8 +97,11 @@ def check_value(option: dict, value: str, prog: str) -> None:
             ) from None
         if option.get("bounds"):
             check_within(option["bounds"], number, f"--{option['dest']}")
-    path = value.partition("=")[2] if option.get("path") == "named" and "=" in value else value
-    if option.get("path") in ("file", "named") and not os.path.exists(path):
+    kind = option.get("path")
+    if kind == "named" and "=" not in value:
+        return  # not NAME=PATH: the real parser says how it should read
+    path = value.partition("=")[2] if kind == "named" else value
+    if kind in ("file", "named") and not os.path.exists(path):
         raise UsageError(f"--{option['dest']} {path}: no such file")
 
 

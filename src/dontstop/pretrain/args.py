@@ -358,7 +358,7 @@ def validate_data(data_args: DataArguments, training_args: PretrainingArguments)
     if data_args.streaming and training_args.max_steps <= 0:
         raise UsageError("--streaming needs --max_steps: a streamed corpus has no known length")
     if not 0 <= data_args.replay_ratio < 1:
-        raise UsageError(f"--replay_ratio must be in [0, 1), got {data_args.replay_ratio}")
+        raise UsageError(f"--replay_ratio {data_args.replay_ratio}: must be in [0, 1)")
     if data_args.replay_file and not data_args.replay_ratio:
         raise UsageError("--replay_file needs --replay_ratio R > 0: the share of training tokens to draw from it")
     if data_args.replay_ratio and not data_args.replay_file:

@@ -189,11 +189,12 @@ def train(trainer: PretrainTrainer, model: Model, data: Datasets, freeze, checkp
     if data.eval and not checkpoint:
         metrics.before = trainer.evaluate()
         trainer.add_callback(KeepEvaluationBefore(metrics.before))
-    if checkpoint:
-        trainer.loss_sum_before_resume = loss_sum_before(checkpoint) or 0.0
+    # Read before training: with --save_total_limit, the checkpoint resumed from is rotated away during the run.
+    earlier = loss_sum_before(checkpoint) if checkpoint else None
+    trainer.loss_sum_before_resume = earlier or 0.0
     metrics.train = trainer.train(resume_from_checkpoint=checkpoint).metrics
     if checkpoint:
-        keep_history(metrics, trainer, checkpoint)
+        keep_history(metrics, trainer, checkpoint, earlier)
     if isinstance(data.train, ReplayMix):
         drawn = trainer.args.train_batch_size * max(1, trainer.args.world_size)
         usage = data.train.report(trainer.state.epoch, trainer._get_train_sampler(), examples_per_batch=drawn)
@@ -230,15 +231,16 @@ class KeepEvaluationBefore(TrainerCallback):
             state.log_history.insert(0, {**self.evaluation, "step": 0})
 
 
-def keep_history(metrics: PretrainMetrics, trainer: PretrainTrainer, checkpoint: str) -> None:
+def keep_history(metrics: PretrainMetrics, trainer: PretrainTrainer, checkpoint: str, earlier: float | None) -> None:
     """A resumed run's record as if it had not stopped: the evaluation before training (logged at step 0, restored
-    with the checkpoint's log) and the training loss over every step, not only those since the resume (from the
-    loss sum the checkpoint records; a checkpoint without one leaves the last segment's loss, with a note)."""
+    with the checkpoint's log) and the training loss over every step, not only those since the resume (from
+    `earlier`, the loss sum the checkpoint records; a checkpoint without one leaves the last segment's loss, with a
+    note)."""
     before = next((e for e in trainer.state.log_history if e.get("step") == 0 and eval_values(e)), None)
     if before is not None:
         metrics.before = {k: v for k, v in before.items() if k.startswith("eval_")}
     resumed_at, steps = trainer._initial_global_step, trainer.state.global_step
-    earlier, segment = loss_sum_before(checkpoint), metrics.train.get("train_loss")
+    segment = metrics.train.get("train_loss")
     if earlier is None:
         logger.warning("%s records no training loss: train_loss covers only the steps since the resume", checkpoint)
     elif segment is not None and steps > 0:

@@ -11,7 +11,7 @@ chain of stages with its directories, and every setting. The content is built on
 paragraph, table, figure, ...) and rendered twice: Markdown for the repository, HTML (inline CSS, PNGs as base64 data
 URIs, nothing fetched) for people.
 
-The summary is an `ExperimentSummary` (`records.py`, what `dontstop run` writes to experiment.json), or the same as a
+The summary is an `ExperimentSummary` (`records/`, what `dontstop run` writes to experiment.json), or the same as a
 dict, checked on the way in. Optional entries it lacks are shown as n/a or leave their section out.
 
 The package: `statistics` (the comparison, the verdict, numbers as words), `figures`, `sections` (the content as
