@@ -107,8 +107,8 @@ def main(argv=None) -> None:
         )
     prompt, head = (runs[k]["aggregate"]["test"]["accuracy"]["values"] for k in ("prompt @ TAPT", "head @ TAPT"))
     ratio = statistics.mean(prompt) / statistics.mean(head)
-    lines.append(f"prompt @ TAPT / head @ TAPT test accuracy: {ratio:.2f}x (seed-paired differences: "
-                 f"{', '.join(f'{100 * (p - h):+.1f}' for p, h in zip(prompt, head, strict=True))} points)")  # fmt: skip
+    paired = ", ".join(f"{100 * (p - h):+.1f}" for p, h in zip(prompt, head, strict=True))
+    lines.append(f"prompt @ TAPT / head @ TAPT test accuracy: {ratio:.2f}x (seed-paired differences: {paired} points)")
     text = "\n".join(lines) + "\n"
     print(text, end="")
     with open(args.output, "w", encoding="utf-8") as f:
