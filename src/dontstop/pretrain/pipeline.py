@@ -89,9 +89,11 @@ def sequence_length(data_args: DataArguments, lm: LanguageModel) -> int:
     return data_args.max_seq_length or min(512, lm.tokenizer.model_max_length, model_max)
 
 
-def collator(lm: LanguageModel, masking_args: MaskingArguments, seed: int, padding_free: bool = False):
+def collator(lm: LanguageModel, masking_args: MaskingArguments, seed: int, data_args: DataArguments | None = None):
     if lm.objective != "mlm":
         return CausalLMCollator(lm.tokenizer.pad_token_id)
+    from .prompted import protected_sequences
+
     return MaskedLMCollator.from_tokenizer(
         lm.tokenizer,
         lm.model.config.vocab_size,
@@ -100,7 +102,8 @@ def collator(lm: LanguageModel, masking_args: MaskingArguments, seed: int, paddi
         mlm_probability=masking_args.mlm_probability,
         mask_replace_prob=masking_args.mask_replace_prob,
         random_replace_prob=masking_args.random_replace_prob,
-        padding_free=padding_free,
+        padding_free=bool(data_args and data_args.padding_free),
+        protected=protected_sequences(data_args, lm.tokenizer) if data_args else (),
     )
 
 
@@ -165,7 +168,7 @@ def build_trainer(model: Model, arguments, data: Datasets, callbacks: list) -> t
         args=training_args,
         train_dataset=data.train,
         eval_dataset=data.eval or None,
-        data_collator=collator(model.lm, masking_args, training_args.seed, data_args.padding_free),
+        data_collator=collator(model.lm, masking_args, training_args.seed, data_args),
         processing_class=model.lm.tokenizer,
         callbacks=callbacks,
         objective=model.lm.objective,
