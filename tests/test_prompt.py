@@ -177,11 +177,49 @@ def test_an_experiment_arm_takes_prompt_options_with_the_verbalizer_beside_the_y
     for name, n in (("train", 24), ("dev", 8)):
         write_rows(tmp_path / f"{name}.jsonl", separable_task(n, 0))
     (tmp_path / "words.json").write_text(WORDS)
-    arm = {"name": "tapt-prompt", "arm": "tapt", "finetune": {"prompt": TEMPLATE, "verbalizer": "words.json"}}
+    prompt = {"prompt": TEMPLATE, "verbalizer": "words.json"}
+    arms = ["tapt", {"name": "tapt-prompt", "arm": "tapt", "finetune": prompt}, {"name": "pcp", "finetune": prompt}]
     config = {"model": tiny_bert, "corpora": {"domain": "domain.jsonl"}, "task": {"train": "train.jsonl",
-              "dev": "dev.jsonl"}, "held_out": {"documents": 5}, "inspect": False, "arms": ["tapt", arm]}  # fmt: skip
+              "dev": "dev.jsonl"}, "held_out": {"documents": 5}, "inspect": False, "arms": arms}  # fmt: skip
     (tmp_path / "experiment.yaml").write_text(yaml.safe_dump(config))
     plan = load_experiment(str(tmp_path / "experiment.yaml"), str(tmp_path / "runs"))
-    head, prompt = (arm.finetune.options for arm in plan.arms)
-    assert "prompt" not in head
-    assert prompt["prompt"] == TEMPLATE and prompt["verbalizer"] == str(tmp_path / "words.json")
+    head, with_prompt, pcp = plan.arms
+    assert "prompt" not in head.finetune.options
+    options = with_prompt.finetune.options
+    assert options["prompt"] == TEMPLATE and options["verbalizer"] == str(tmp_path / "words.json")
+    # TAPT is one stage for both tapt arms; PCP pretrains on the task text in the arm's template.
+    assert head.chain == with_prompt.chain and "prompt" not in head.chain[0].options
+    assert pcp.chain[0].options["prompt"] == TEMPLATE and pcp.finetune.options["prompt"] == TEMPLATE
+    config["arms"] = ["pcp"]
+    (tmp_path / "experiment.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(UsageError, match="pcp needs finetune: prompt:"):
+        load_experiment(str(tmp_path / "experiment.yaml"), str(tmp_path / "runs"))
+
+
+@pytest.mark.slow
+def test_an_experiment_runs_tapt_with_a_head_and_pcp_with_the_prompt(tiny_bert, tmp_path):
+    import yaml
+    from conftest import synthetic_documents, write_jsonl
+
+    from dontstop.experiment import load_experiment, run_experiment
+
+    write_jsonl(tmp_path / "domain.jsonl", synthetic_documents(60, seed=1))
+    for i, (name, n) in enumerate((("train", 32), ("dev", 12), ("test", 12))):
+        write_rows(tmp_path / f"{name}.jsonl", separable_task(n, i))
+    prompt = {"prompt": TEMPLATE, "verbalizer": WORDS}
+    config = {
+        "model": tiny_bert, "corpora": {"domain": "domain.jsonl"}, "inspect": False,
+        "task": {"train": "train.jsonl", "dev": "dev.jsonl", "test": "test.jsonl"},
+        "held_out": {"documents": 5, "eval_samples": 4, "eval_blocks": 2, "max_seq_length": 32, "batch_size": 8},
+        "pretrain": {"max_seq_length": 32, "per_device_train_batch_size": 8, "disable_tqdm": True},
+        "budgets": {"tapt": {"max_steps": 4, "line_by_line": True}},
+        "finetune": {"seeds": 1, "num_train_epochs": 2, "max_seq_length": 32, "learning_rate": 3e-3,
+                     "per_device_train_batch_size": 8, "disable_tqdm": True},
+        "arms": ["tapt", {"name": "pcp", "finetune": prompt}],
+    }  # fmt: skip
+    (tmp_path / "experiment.yaml").write_text(yaml.safe_dump(config))
+    summary = run_experiment(load_experiment(str(tmp_path / "experiment.yaml"), str(tmp_path / "runs")))
+    tapt, pcp = summary["arms"]
+    results = [json.load(open(os.path.join(arm["finetune_dir"], "results.json"))) for arm in (tapt, pcp)]
+    assert results[0]["prompt"] is None and results[1]["prompt"]["template"] == TEMPLATE
+    assert results[1]["model"] == pcp["stages"][0]["dir"] != tapt["stages"][0]["dir"]
