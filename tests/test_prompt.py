@@ -223,3 +223,14 @@ def test_an_experiment_runs_tapt_with_a_head_and_pcp_with_the_prompt(tiny_bert, 
     results = [json.load(open(os.path.join(arm["finetune_dir"], "results.json"))) for arm in (tapt, pcp)]
     assert results[0]["prompt"] is None and results[1]["prompt"]["template"] == TEMPLATE
     assert results[1]["model"] == pcp["stages"][0]["dir"] != tapt["stages"][0]["dir"]
+
+
+def test_a_pair_template_holds_both_texts_and_cuts_the_longer_first(tiny_bert):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    columns = {"text": "text", "hypothesis": "pair"}
+    prompt = build_prompt("{text} . {mask} , {hypothesis}", WORDS, LABELS, columns, tokenizer).to_dict()
+    encoded, truncated = encode_prompt(prompt, ["kernel " * 30], ["socket port"], tokenizer, 16)
+    tokens = tokenizer.convert_ids_to_tokens(encoded["input_ids"][0])
+    assert truncated == 1 and len(tokens) == 16
+    assert tokens[-6:] == [".", "[MASK]", ",", "socket", "port", "[SEP]"]  # the short text whole, the long one cut
+    assert tokens[1:10] == ["kernel"] * 9

@@ -170,11 +170,12 @@ def encode_prompt(prompt: dict, texts: list[str], pairs: list[str] | None, token
     with_types = "token_type_ids" in tokenizer.model_input_names
     if with_types:
         columns["token_type_ids"] = []
+    values = {"text": texts, "pair": pairs}
+    # One tokenizer call per field; a field after a space in the template is spelled as after one in running text.
+    per_field = [tokenizer([(" " if p[2] else "") + v for v in values[p[1]]], add_special_tokens=False)["input_ids"]
+                 for p in fields]  # fmt: skip
     truncated = 0
-    for i, text in enumerate(texts):
-        values = {"text": text, "pair": pairs[i] if pairs is not None else None}
-        tokens = [tokenizer((" " if p[2] else "") + values[p[1]], add_special_tokens=False)["input_ids"]
-                  for p in fields]  # fmt: skip
+    for tokens in zip(*per_field, strict=True):
         lengths = fit(list(map(len, tokens)), budget)
         truncated += lengths != list(map(len, tokens))
         body, cut, position = [], iter(t[:n] for t, n in zip(tokens, lengths, strict=True)), None
@@ -201,7 +202,7 @@ def special_frame(tokenizer) -> tuple[list[int], list[int]]:
 
 
 def fit(lengths: list[int], budget: int) -> list[int]:
-    """Token counts cut, the longest first, until they sum to at most `budget` (each keeps at least one token)."""
+    """Token counts cut, the longest first, until they sum to at most `budget`."""
     lengths = [min(n, budget) for n in lengths]
     while sum(lengths) > budget:
         longest = max(range(len(lengths)), key=lengths.__getitem__)
