@@ -44,7 +44,8 @@ def templated_corpus(path: str, data_args, tokenizer) -> str:
     settings = [data_args.prompt, data_args.text_column, label_column, tokenizer.mask_token]
     if label_column:
         split = read_task_file(path, "single_label", data_args.text_column, label_column, label_type="str")
-        words = check_verbalizer(read_verbalizer(data_args.verbalizer), sorted(set(split.labels)))
+        mapping = read_verbalizer(data_args.verbalizer)  # may name labels this file lacks (a pseudo-labelled pool)
+        words = check_verbalizer(mapping, sorted(set(split.labels) | set(mapping)))
         slots = [words[label][0] for label in split.labels]
         settings.append(words)
     else:

@@ -36,14 +36,13 @@ class LabelWords(nn.Module):
         """[batch, labels] scores from the head's [batch, slots, vocab] logits at the slot."""
         present = self.present
         if self.logits_only:  # every word one token: the head's logits themselves (LM-BFF)
-            per_word = logits[:, 0, :].float()[:, self.ids[..., 0]]
-            words = present[..., 0]
+            per_word = logits[:, 0, :].float()[:, self.ids[..., 0]]  # [batch, labels, words]
         else:
             log_probs = logits.float().log_softmax(-1)
             slots = torch.arange(self.ids.shape[-1], device=logits.device)
             picked = log_probs[:, slots, self.ids]  # [batch, labels, words, slots]
             per_word = (picked * present).sum(-1) / present.sum(-1).clamp(min=1)
-            words = present[..., 0]
+        words = present[..., 0]  # a label's real words (labels with fewer words are padded)
         return (per_word * words).sum(-1) / words.sum(-1)
 
 
