@@ -75,6 +75,8 @@ def test_pcp_pretrains_on_the_templated_text_and_prompt_fine_tuning_takes_its_mo
              "--line_by_line", "--data_cache_dir", cache)  # fmt: skip
     assert pretrain_cli(tiny_bert, files["train"], pcp, *extra) == 0
     assert len(os.listdir(os.path.join(cache, "prompted"))) == 1
+    with open(os.path.join(pcp, "README.md"), encoding="utf-8") as f:
+        assert f"every text in the template `{TEMPLATE}`, its slot holding the word of its `label` label" in f.read()
     out = tmp_path / "ft"
     assert run_cli(*finetune_args(pcp, files, out, "--seeds", "1", "--prompt", TEMPLATE, "--verbalizer", WORDS)) == 0
     with open(out / "results.json") as f:
