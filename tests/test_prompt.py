@@ -43,9 +43,9 @@ def batch(prompt, tokenizer, texts, max_length=32):
     return tokenizer.pad({k: v for k, v in columns.items()}, return_tensors="pt")
 
 
-@pytest.mark.parametrize("kind", ["bert", "roberta"])
-def test_scores_are_the_heads_logits_of_the_label_words_at_the_slot(kind, tiny_bert, tiny_roberta):
-    model_dir = tiny_bert if kind == "bert" else tiny_roberta
+@pytest.mark.parametrize("kind", ["bert", "roberta", "distilbert"])
+def test_scores_are_the_heads_logits_of_the_label_words_at_the_slot(kind, tiny_bert, tiny_roberta, tiny_distilbert):
+    model_dir = {"bert": tiny_bert, "roberta": tiny_roberta, "distilbert": tiny_distilbert}[kind]
     tokenizer, model, prompt = prompt_model(model_dir)
     inputs = batch(prompt, tokenizer, ["the kernel module loads a driver", "network socket binds port server"])
     with torch.no_grad():
