@@ -16,7 +16,14 @@ from .args import FinetuningArguments, TaskArguments, selection_metric, validate
 from .card import results_table, write_finetune_readme
 from .resume import CONFIG_FILE, check_resumable, fingerprint, finished_seed, resolved_config
 from .seeds import averaging_summary, run_seed
-from .setup import adapter_record, encode_splits, load_seeded_model, load_tokenizer_and_config, read_task
+from .setup import (
+    adapter_record,
+    encode_splits,
+    load_seeded_model,
+    load_tokenizer_and_config,
+    prompt_summary,
+    read_task,
+)
 
 logger = logging.getLogger(__name__)
 # The table of seeds at the end: `dontstop run` silences it (it prints one table of all arms at its own end).
@@ -109,6 +116,7 @@ def run_finetune(task_args: TaskArguments, args: FinetuningArguments) -> Finetun
     results.best_model = keep_models(results, task_args.keep_models, args.output_dir)
     results.learning_rate = args.learning_rate
     results.learning_rate_sweep = chosen.to_dict() if chosen else None
+    results.prompt = prompt_summary(config)
     results.wall_seconds = round(time.time() - started, 1)
     results.save(args.output_dir)
     write_finetune_readme(args.output_dir, results, args)
