@@ -347,16 +347,20 @@ def encode(task: Task, split: TaskSplit, tokenizer, max_length: int) -> Encoded:
         full = tokenizer(split.texts, pairs, truncation=False, verbose=False)["input_ids"]
         truncated = sum(len(ids) > max_length for ids in full)
         word_ids = None
-        if task.task_type == "multi_label":
-            labels = [[float(label in set(gold)) for label in task.labels] for gold in split.labels]
-        else:
-            labels = [task.label2id[label] for label in split.labels]
+        labels = sequence_labels(task, split)
     columns = {key: list(values) for key, values in enc.items()}
     columns["labels"] = labels
     if truncated:
         once(logger, logging.WARNING, "%s: %d of %d examples truncated to %d tokens", split.path, truncated,
              len(split), max_length)  # fmt: skip
     return Encoded(datasets.Dataset.from_dict(columns), word_ids, truncated)
+
+
+def sequence_labels(task: Task, split: TaskSplit) -> list:
+    """A sequence task's labels as the model trains on them: class ids, or (multi_label) one 0/1 per label."""
+    if task.task_type == "multi_label":
+        return [[float(label in set(gold)) for label in task.labels] for gold in split.labels]
+    return [task.label2id[label] for label in split.labels]
 
 
 def decode(task: Task, logits: np.ndarray, word_ids, lengths: list[int] | None = None) -> list:

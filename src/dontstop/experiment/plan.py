@@ -59,6 +59,7 @@ def builtin_chain(kind: str, select: dict) -> list[dict]:
         "random-tapt": [{"select": {"strategy": "random", **select}}, tapt_on_selection],
         # No pool document drawn (size 0): the curated text, leakage-checked, plus the task's own text.
         "curated-tapt": [{"select": {"strategy": "random", "size": 0, **select}}, tapt_on_selection],
+        "pcp": [tapt],  # its template is the arm's finetune prompt: Planner.pcp_chain
     }[kind]
 
 
@@ -234,6 +235,8 @@ class Planner:
         pretrain_overrides = self.checked("pretrain", spec.pretrain, f"{where}.pretrain")
         finetune_overrides = self.checked("finetune", spec.finetune, f"{where}.finetune")
         steps = spec.chain if spec.chain is not None else builtin_chain(spec.kind, spec.select)
+        if spec.kind == "pcp" and spec.chain is None:
+            steps = self.pcp_chain(finetune_overrides, where)
         if not isinstance(steps, list):
             raise self.reader.fail(where, "chain: expected a list of {pretrain: {...}} / {select: {...}} stages")
         chain: list[Stage] = []
@@ -311,6 +314,16 @@ class Planner:
         strategy = resolved.get("strategy", "knn")
         label = f"{'curated' if strategy == 'random' and resolved.get('size') == 0 else strategy}-select"
         return self.add(Stage("select", label, resolved, inputs=local_inputs("select", resolved)))
+
+    def pcp_chain(self, finetune_overrides: dict, where: str) -> list[dict]:
+        """PCP: TAPT on the task's text wrapped in the template the arm fine-tunes with (`pretrain/prompted.py`)."""
+        finetune = {**self.finetune_defaults, **self.task_columns, **finetune_overrides}
+        if not finetune.get("prompt"):
+            raise self.reader.fail(where, "pcp needs finetune: prompt: and verbalizer: (the template its pretraining "
+                                   "wraps the task's text in)")  # fmt: skip
+        # The prepared task text is in a column named text, whatever the task's own column is called.
+        template = finetune["prompt"].replace(f"{{{finetune.get('text_column') or 'text'}}}", "{text}")
+        return [{"pretrain": {"data": "task", "budget": "tapt", "prompt": template}}]
 
     def pretrain_stage(self, arm: str | None, options: dict, data, parent, where: str, selected=None) -> Stage:
         """A pretraining stage of `arm` (None: the base stage): the defaults, the budget (dapt/tapt) and the stage's

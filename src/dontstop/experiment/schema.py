@@ -42,6 +42,7 @@ BUILTIN_ARMS = {
     "knn-tapt": "TAPT on the task text plus the k domain documents nearest each task example",
     "random-tapt": "TAPT on the task text plus as many random domain documents as kNN-TAPT selects",
     "curated-tapt": "TAPT on the task text plus curated task-related text",
+    "pcp": "prompt-based continued pretraining: TAPT on the task text in the arm's finetune prompt: template",
 }
 ARM_KEYS = (
     "name",

@@ -185,6 +185,24 @@ class TaskArguments(KnowledgeArguments):
         },
     )
 
+    prompt: str | None = field(
+        default=None,
+        metadata={"help": "Prompt-based fine-tuning (PET, LM-BFF): a template naming the text columns and the mask "
+                  "slot, e.g. \"{text} This package is about {mask}.\"; the model's own MLM head scores each "
+                  "label's words (--verbalizer) at the slot. Single- and multi-label tasks."},
+    )  # fmt: skip
+    verbalizer: str | None = field(
+        default=None,
+        metadata={"help": "With --prompt: JSON (inline or a .json file) mapping every label to a word or a list of "
+                  "words, e.g. '{\"net\": \"network\", \"games\": [\"game\", \"play\"]}'.",
+                  "path": "model"},  # a file relative to an experiment's YAML when there is one, else inline JSON
+    )  # fmt: skip
+    allow_multi_token: bool = field(
+        default=False,
+        metadata={"help": "With --prompt: let a label word be several tokens (the slot gets as many mask tokens; "
+                  "a label then scores the mean log-probability of its tokens). Without it such a word is an error."},
+    )  # fmt: skip
+
     def __post_init__(self):
         # A YAML `keep_models: true` (the option was a flag) means all, `false` none.
         spelled = {"true": "all", "false": "none"}.get(str(self.keep_models).lower(), self.keep_models)
@@ -360,6 +378,14 @@ def validate(task_args: TaskArguments, args: FinetuningArguments) -> list[int]:
     if str(getattr(args.eval_strategy, "value", args.eval_strategy)) == "no":
         raise UsageError("--eval_strategy no: the best epoch is chosen on the dev set, so evaluation must run")
     task_args.check_knowledge(task_args.max_seq_length)
+    if bool(task_args.prompt) != bool(task_args.verbalizer):
+        raise UsageError("--prompt and --verbalizer go together: the template's slot, and the words scored there")
+    if task_args.prompt and args.uses_adapter:
+        raise UsageError(
+            "--prompt with --adapter lora: a task adapter trains a classifier head, and --prompt has none"
+        )
+    if task_args.prompt and task_args.uses_knowledge:
+        raise UsageError("--prompt with --glossary/--triples: appended knowledge is not placed in a template yet")
     if task_args.validation_limit is not None and task_args.validation_limit < 1:
         raise UsageError(f"--validation_limit {task_args.validation_limit}: must be at least 1")
     return parse_seeds(task_args.seeds, args.seed)

@@ -106,6 +106,19 @@ def method_lines(results: FinetuneResults) -> list[str]:
     return lines
 
 
+def prompt_lines(prompt: dict | None) -> list[str]:
+    """With --prompt: the template and label words the MLM head scored, and how."""
+    if not prompt:
+        return []
+    words = "; ".join(f"{label}: {', '.join(words)}" for label, words in prompt["verbalizer"].items())
+    rule = "the head's logit of each label word at the slot"
+    if prompt["scoring"] != "logit":
+        rule = f"the mean log-probability of each label word's tokens over {prompt['slots']} mask slots"
+    return [f"- prompt-based: the model's own MLM head fills `{prompt['template']}`; a label scores {rule} (the mean "
+            f"over its words); label words {words}. Kept models load with `AutoModelForMaskedLM` (the template and "
+            "verbalizer are in config.json under `prompt`)."]  # fmt: skip
+
+
 def write_finetune_readme(output_dir: str, results: FinetuneResults, args) -> None:
     """The table of a `dontstop finetune` run (per seed, then mean ± std) and its settings."""
     seeds = results.seeds
@@ -152,6 +165,7 @@ def write_finetune_readme(output_dir: str, results: FinetuneResults, args) -> No
         *([f"- the LoRA adapter `{domain['path']}` merged into its base `{domain['base']}` first"] if domain else []),
         *finetune_averaging_lines(results),
         *method_lines(results),
+        *prompt_lines(results.prompt),
         f"- wall time {minutes:.1f} min; predictions per seed in `seed-*/predictions_*.jsonl`; every number in "
         "`results.json`, every setting in `dontstop_config.json`.",
         "",

@@ -17,7 +17,14 @@ from .card import results_table, write_finetune_readme
 from .methods import method_settings, needs_unlabeled
 from .resume import CONFIG_FILE, check_resumable, fingerprint, finished_seed, resolved_config
 from .seeds import SeedSetup, averaging_summary, run_seed
-from .setup import adapter_record, encode_splits, load_seeded_model, load_tokenizer_and_config, read_task
+from .setup import (
+    adapter_record,
+    encode_splits,
+    load_seeded_model,
+    load_tokenizer_and_config,
+    prompt_summary,
+    read_task,
+)
 from .unlabeled import load_unlabeled
 
 logger = logging.getLogger(__name__)
@@ -118,6 +125,7 @@ def run_finetune(task_args: TaskArguments, args: FinetuningArguments) -> Finetun
     results.best_model = keep_models(results, task_args.keep_models, args.output_dir)
     results.learning_rate = args.learning_rate
     results.learning_rate_sweep = chosen.to_dict() if chosen else None
+    results.prompt = prompt_summary(config)
     results.wall_seconds = round(time.time() - started, 1)
     results.save(args.output_dir)
     write_finetune_readme(args.output_dir, results, args)

@@ -3,6 +3,7 @@ tokenizer and config, the splits encoded, and a model whose fresh task head the 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 
@@ -39,7 +40,30 @@ def load_tokenizer_and_config(task_args: TaskArguments, task: Task):
         config.pad_token_id = tokenizer.pad_token_id
     if task.task_type == "token" and not getattr(tokenizer, "is_fast", False):
         raise UsageError(f"{source}: token classification needs a fast tokenizer (to map sub-tokens to words)")
+    if task_args.prompt:
+        config.prompt = task_prompt(task_args, task, tokenizer)
     return source, tokenizer, config
+
+
+def task_prompt(task_args: TaskArguments, task: Task, tokenizer) -> dict:
+    """--prompt and --verbalizer checked against the task and tokenizer (`methods/prompt.py`), as kept in the model's
+    config."""
+    from .methods.prompt import build_prompt
+
+    if task.task_type == "token":
+        raise UsageError("--prompt is for single_label and multi_label tasks, not token classification")
+    columns = {task_args.text_column: "text"}
+    if task_args.text_pair_column:
+        columns[task_args.text_pair_column] = "pair"
+    prompt = build_prompt(task_args.prompt, task_args.verbalizer, task.labels, columns, tokenizer,
+                          task_args.allow_multi_token)  # fmt: skip
+    return prompt.to_dict()
+
+
+def prompt_summary(config) -> dict | None:
+    """For results.json: the template, verbalizer and scoring rule of a prompt-based run (None for a head)."""
+    prompt = getattr(config, "prompt", None)
+    return {k: prompt[k] for k in ("template", "verbalizer", "slots", "scoring")} if prompt else None
 
 
 def initialise_new_weights(model, names: list[str], seed: int) -> None:
@@ -66,6 +90,10 @@ def load_seeded_model(task: Task, source: str, config, seed: int, args: Finetuni
     `--adapter lora` in `args`: wrapped in a fresh task adapter, under which everything loaded stays frozen."""
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
+    if getattr(config, "prompt", None):  # the checkpoint's own MLM head scores the label words: nothing new
+        from .methods.prompt_model import load_prompt_model
+
+        return load_prompt_model(source, config, seed), []
     auto = AutoModelForTokenClassification if task.task_type == "token" else AutoModelForSequenceClassification
     set_seed(seed)
     model, info = load_pretrained(auto, source, config=config, ignore_mismatched_sizes=True)
@@ -129,7 +157,12 @@ def encode_splits(task: Task, task_args: TaskArguments, tokenizer, config) -> tu
     splits = {"train": task.train, "dev": task.dev, "test": task.test}
     knowledge = task_knowledge(task, task_args, tokenizer, max_length)
     text_length = max_length - (task_args.room(max_length) if knowledge else 0)
-    encoded = {name: encode(task, split, tokenizer, text_length) for name, split in splits.items() if split}
+    encoder = encode
+    if getattr(config, "prompt", None):  # each example in the template; only its texts are cut to fit
+        from .methods.prompt import encode_split
+
+        encoder = functools.partial(encode_split, prompt=config.prompt)
+    encoded = {name: encoder(task, split, tokenizer, text_length) for name, split in splits.items() if split}
     expanded = {}
     if knowledge is not None:
         from ..knowledge.expand import expand_dataset

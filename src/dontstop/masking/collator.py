@@ -89,6 +89,7 @@ class MaskedLMCollator:
     masking: MaskingSpec = field(default_factory=MaskingSpec)
     padding_free: bool = False
     knowledge_loss: bool = True
+    protected: tuple[tuple[int, ...], ...] = ()  # token sequences never masked (a PCP template's pieces)
 
     def __post_init__(self):
         if not 0 < self.mlm_probability < 1:
@@ -162,7 +163,8 @@ class MaskedLMCollator:
 
     def mask(self, ids: np.ndarray, epoch: int, index: int, word_ids=None, entity_ids=None) -> MaskResult:
         ids = np.asarray(ids, dtype=np.int64)
-        unit, units, draws, random_tokens = self.select(~self._is_special[ids], epoch, index, word_ids, entity_ids)
+        maskable = ~self._is_special[ids] & ~protected_positions(ids, self.protected)
+        unit, units, draws, random_tokens = self.select(maskable, epoch, index, word_ids, entity_ids)
         out, labels = ids[None].copy(), np.full((1, len(ids)), -100, dtype=np.int64)
         if units:
             cols = np.concatenate(units)
@@ -179,6 +181,8 @@ class MaskedLMCollator:
         rows, cols, draws, random_tokens = [], [], [], []
         for row, f in enumerate(features):
             n = len(f["input_ids"])
+            if self.protected:
+                maskable[row, :n] &= ~protected_positions(ids[row, :n], self.protected)
             text = f.get("text_length", n)
             epoch, index = int(f.get("epoch", 0)), int(f["idx"])
             chosen = [(0, self.select(maskable[row, :text], epoch, index, f.get("word_ids"), f.get("entity_ids")))]
@@ -205,6 +209,19 @@ class MaskedLMCollator:
         if self.padding_free or "segments" in features[0]:
             return segmented(batch, features, self.pad_token_id, pack=self.padding_free)
         return batch
+
+
+def protected_positions(ids: np.ndarray, sequences: tuple[tuple[int, ...], ...]) -> np.ndarray:
+    """True at every token of every occurrence of any of `sequences` in `ids`."""
+    hit = np.zeros(len(ids), dtype=bool)
+    for sequence in sequences:
+        width = len(sequence)
+        if width == 0 or width > len(ids):
+            continue
+        windows = np.lib.stride_tricks.sliding_window_view(ids, width)
+        for start in np.flatnonzero((windows == np.asarray(sequence)).all(axis=1)):
+            hit[start : start + width] = True
+    return hit
 
 
 @dataclass

@@ -159,6 +159,26 @@ class DataArguments(KnowledgeArguments):
             "fingerprint": False,
         },
     )
+    prompt: str | None = field(
+        default=None,
+        metadata={"help": "Prompt-based continued pretraining (PCP): wrap each training text in this template (the "
+                  "one `dontstop finetune --prompt` will use, e.g. \"{text} This package is about {mask}.\"); its "
+                  "words are never masked (--mask_template masks them too). .txt/.jsonl/.csv/.tsv files."},
+    )  # fmt: skip
+    prompt_label_column: str | None = field(
+        default=None,
+        metadata={"help": "With --prompt: fill the slot with the first --verbalizer word of this column's label "
+                  "(gold or pseudo labels, e.g. a fine-tuned model's predictions); without it the slot stays the "
+                  "mask token, never a target."},
+    )  # fmt: skip
+    verbalizer: str | None = field(
+        default=None,
+        metadata={"help": "With --prompt_label_column: JSON (inline or a .json file) mapping each label to its words.",
+                  "path": "model"},  # a file relative to an experiment's YAML when there is one, else inline JSON
+    )  # fmt: skip
+    mask_template: bool = field(
+        default=False, metadata={"help": "With --prompt: let masking choose the template's words too."}
+    )
     max_eval_samples: int | None = field(
         default=None,
         metadata={
@@ -380,6 +400,12 @@ def validate_data(data_args: DataArguments, training_args: PretrainingArguments)
     names = [n.name for n in data_args.named_eval_files]
     if len(set(names)) != len(names) or "validation" in names:
         raise UsageError("--eval_file names must be distinct and not 'validation'")
+    if bool(data_args.prompt_label_column) != bool(data_args.verbalizer):
+        raise UsageError("--prompt_label_column and --verbalizer go together: the label, and the word it becomes")
+    if data_args.prompt_label_column and not data_args.prompt:
+        raise UsageError("--prompt_label_column fills the slot of a --prompt template: give --prompt")
+    if data_args.prompt and data_args.streaming:
+        raise UsageError("--prompt does not work with --streaming (the templated corpus is written whole first)")
     if data_args.padding_free and not data_args.line_by_line:
         raise UsageError("--padding_free packs --line_by_line examples; packed blocks have no padding to remove")
     if data_args.packing == "documents" and data_args.line_by_line:

@@ -183,6 +183,12 @@ def write_model_card(
     if data_args.segment_option:  # the attention a user of the model should know it was trained with
         layout += ", packed without padding" if data_args.padding_free else ""
         layout += ", each document attending only to itself"
+    if data_args.prompt:  # prompt-based continued pretraining (prompted.py)
+        slot = (
+            f"the word of its `{data_args.prompt_label_column}` label" if data_args.prompt_label_column else "a mask"
+        )
+        layout += f"; every text in the template `{data_args.prompt}`, its slot holding {slot}"
+        layout += "" if data_args.mask_template else ", the template's words never masked"
     title = f"# Continued pretraining of `{base}`" + (f" ({averaged['method'].upper()} weights)" if own else "")
     title += ", LoRA adapter" if adapter else ", LoRA adapter merged" if merged else ""
     lines = [

@@ -16,6 +16,7 @@ from ..masking import EpochIndexed
 from ..replay import ReplayMix
 from ..tokenization import LineByLine, PackedBlocks, StreamingBlocks, TokenizedCorpus, split_documents, tokenize_corpus
 from .args import DataArguments
+from .prompted import templated_corpus
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ class DatasetBuilder:
         a = self.args
         corpora = []
         for path in a.train_file:
-            corpora.append(self.tokenize(path))
+            corpora.append(self.tokenize(templated_corpus(path, a, self.tokenizer) if a.prompt else path))
             datasets.describe("train", None, path, corpora[-1])
         corpus = TokenizedCorpus.concatenate(corpora)
         if a.max_seq_length is None:

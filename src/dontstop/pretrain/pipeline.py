@@ -117,6 +117,8 @@ def sequence_length(data_args: DataArguments, lm: LanguageModel) -> int:
 def collator(lm: LanguageModel, masking_args: MaskingArguments, seed: int, data_args: DataArguments | None = None):
     if lm.objective != "mlm":
         return CausalLMCollator(lm.tokenizer.pad_token_id)
+    from .prompted import protected_sequences
+
     return MaskedLMCollator.from_tokenizer(
         lm.tokenizer,
         lm.model.config.vocab_size,
@@ -127,6 +129,7 @@ def collator(lm: LanguageModel, masking_args: MaskingArguments, seed: int, data_
         random_replace_prob=masking_args.random_replace_prob,
         padding_free=bool(data_args and data_args.padding_free),
         knowledge_loss=not data_args or data_args.knowledge_loss,
+        protected=protected_sequences(data_args, lm.tokenizer) if data_args else (),
     )
 
 

@@ -149,6 +149,7 @@ class FinetuneResults(Record):
     knowledge: dict | None = None  # --glossary/--triples: split -> what was expanded (expand.expansion_stats)
     per_class: dict | None = None  # split -> class -> metric -> {"mean", "std", "n", "values"}
     imbalance: dict | None = None  # {"class_weights", "loss", "sampler", ...}: the remedies for imbalance used
+    prompt: dict | None = None  # with --prompt: template, verbalizer, slots and scoring (prompt-based fine-tuning)
 
     def values(self, split: str, metric: str) -> list[float]:
         return [float(getattr(seed, split)[metric]) for seed in self.seeds]
