@@ -78,6 +78,14 @@ def test_the_estimate_scales_each_kind_by_what_its_finished_stages_took():
     # A kind not seen yet is scaled by all finished stages that ran the model together, not by one of fixed seconds.
     estimate.learn(Stage("prepare", "data", {}), 0.01)
     assert estimate.remaining([finetune]) == pytest.approx(2 * estimate.planned(finetune))
+    # Only the given model warms a head up before its evaluation: an arm's checkpoint has a trained one.
+    from dontstop.experiment.eta import lm_eval_work
+    from dontstop.experiment.stages import Ref
+
+    options = {"head_warmup_steps": 30, "batch_size": 16, "max_seq_length": 8, "eval_file": ["d"], "eval_blocks": 4}
+    base = lm_eval_work(Stage("lm-eval", "base", {**options, "model_name_or_path": "m"}))
+    arm = lm_eval_work(Stage("lm-eval", "dapt", {**options, "model_name_or_path": Ref(first)}))
+    assert (base.eval_tokens, arm.eval_tokens) == ((30 * 16 + 4) * 8, 4 * 8)
 
 
 def test_checkpoints_go_once_the_run_has_taken_all_its_steps(tiny_bert, corpus, tmp_path):

@@ -16,7 +16,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from .stages import Stage
+from .stages import Ref, Stage
 
 logger = logging.getLogger(__name__)
 
@@ -79,10 +79,13 @@ def finetune_work(stage: Stage, runs: int | None = None) -> Work:
 
 
 def lm_eval_work(stage: Stage) -> Work:
+    """The held-out blocks through the model; first, for the given model only (an arm's checkpoint comes from a
+    pretraining stage, with its head), a head warm-up, which costs about a forward pass: the encoder is frozen."""
     o = stage.options
     length, sets = int(o.get("max_seq_length", 128)), len(o.get("eval_file") or [])
-    warmup = int(o.get("head_warmup_steps", 0)) * int(o.get("batch_size", 16)) * length
-    return Work(warmup, sets * int(o.get("eval_blocks", 16)) * length, loads=1)
+    trained_head = isinstance(o.get("model_name_or_path"), Ref)
+    warmup = 0 if trained_head else int(o.get("head_warmup_steps", 0)) * int(o.get("batch_size", 16)) * length
+    return Work(eval_tokens=warmup + sets * int(o.get("eval_blocks", 16)) * length, loads=1)
 
 
 def inspect_work(stage: Stage) -> Work:
@@ -124,7 +127,8 @@ def work_of(stage: Stage) -> Work:
 
 
 def calibrate(model, batch: int, length: int, steps: int = 3) -> Prices:
-    """Load the model and time a few training steps of random tokens at the pretraining batch shape."""
+    """Load the model and time a few training steps of its encoder on random tokens at the pretraining batch
+    shape."""
     import torch
     from transformers import AutoConfig, AutoModelForMaskedLM
 
@@ -138,11 +142,14 @@ def calibrate(model, batch: int, length: int, steps: int = 3) -> Prices:
     loaded = time.perf_counter() - started
     length = min(length, getattr(lm.config, "max_position_embeddings", length))
     ids = torch.randint(5, lm.config.vocab_size, (batch, length), generator=torch.Generator().manual_seed(0))
-    optimizer = torch.optim.AdamW(lm.parameters(), lr=1e-5)
+    # The encoder alone: a classifier has no vocabulary-sized head, and pretraining runs its head on the masked
+    # positions only (heads.py); on a small model, the head over every position would double the price.
+    encoder = lm.base_model
+    optimizer = torch.optim.AdamW(encoder.parameters(), lr=1e-5)
     times = []
     for _ in range(steps + 1):  # the first step warms up allocators and kernels: not counted
         started = time.perf_counter()
-        lm(input_ids=ids, labels=ids).loss.backward()
+        encoder(input_ids=ids).last_hidden_state.float().square().mean().backward()
         optimizer.step()
         optimizer.zero_grad()
         times.append(time.perf_counter() - started)
