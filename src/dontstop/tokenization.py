@@ -139,7 +139,7 @@ def tokenize_corpus(
     key = hash_json(key_material)[:24]
     entry = os.path.join(cache_dir, "tokenized", key)
     if os.path.exists(os.path.join(entry, "done")):
-        logger.info("%s: tokenized corpus found in the cache (%s)", path, entry)
+        logger.debug("%s: tokenized corpus found in the cache (%s)", path, entry)  # routine: --verbose shows it
         return read_cache_entry(entry)
     if boundaries is not None:
         check_offsets(tokenizer)
