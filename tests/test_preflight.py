@@ -50,6 +50,7 @@ def test_help_is_the_live_parsers_and_comes_before_torch_loads():
         (["pretrain", "--max_steps", "ten"], "argument --max_steps: invalid int value: 'ten'"),
         (["pretrain", "--objective", "mlp"], "argument --objective: invalid choice: 'mlp'"),
         (["inspect", "--corpus", "a=missing.txt"], "--corpus missing.txt: no such file"),
+        (["finetune", "--learning_rate", "fast"], "--learning_rate fast: expected a number or auto"),
     ],
 )
 def test_typing_mistakes_are_one_line_before_torch_loads(argv, said):

@@ -13,7 +13,8 @@ Field metadata the rest of the package reads (besides HfArgumentParser's `help`,
   `"run"` for one that changes what a whole run holds (which seeds, what it keeps) but no single seed's result;
 - `"bounds"`: the interval a number must lie in, as written in mathematics: `"(0, 1]"`, `"[1, inf)"`. Checked when
   the options are parsed, before anything loads (`check_bounds`); a dataclass lists bounds of fields it inherits
-  from `TrainingArguments` in its `BOUNDS` mapping.
+  from `TrainingArguments` in its `BOUNDS` mapping;
+- `"number_or"`: the words a number option also takes (`["auto"]`), for the checks made before torch loads.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ class ArgumentParser(OneLineErrors, argparse.ArgumentParser):
 
 
 # Field metadata that is ours, not argparse's (see the module docstring).
-OUR_METADATA = frozenset({"path", "fingerprint", "bounds"})
+OUR_METADATA = frozenset({"path", "fingerprint", "bounds", "number_or"})
 
 
 @functools.cache

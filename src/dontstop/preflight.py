@@ -87,6 +87,12 @@ def check_value(option: dict, value: str, prog: str) -> None:
     if option.get("choices") is not None and value not in option["choices"]:
         choices = ", ".join(repr(c) for c in option["choices"])
         raise UsageError(f"argument {flag}: invalid choice: {value!r} (choose from {choices}) (see {prog} --help)")
+    words = option.get("number_or")  # a number, or one of these words (--learning_rate auto)
+    if words and value not in words:
+        try:
+            float(value)
+        except ValueError:
+            raise UsageError(f"--{option['dest']} {value}: expected a number or {' or '.join(words)}") from None
     kind = {"int": int, "float": float}.get(option.get("type"))
     if kind is not None:
         try:
@@ -135,6 +141,7 @@ def snapshot(stage: str) -> dict:
                 "choices": [str(c) for c in action.choices] if action.choices is not None else None,
                 "bounds": metadata.get("bounds") or bounds.get(action.dest),
                 "path": metadata.get("path"),
+                "number_or": metadata.get("number_or"),
             }
         )
     return {"transformers": version("transformers"), "help": parser.format_help(), "options": options}

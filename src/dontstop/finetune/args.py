@@ -219,7 +219,7 @@ class FinetuningArguments(MethodArguments, AdapterArguments, AveragingArguments,
     # RoBERTa-base; a small encoder (MiniLM: 28% accuracy at 2e-5 where 2e-4 reached 64%) wants another: auto.
     learning_rate: str = field(
         default=LEARNING_RATE_DEFAULT,
-        metadata={"bounds": "[0, inf)",
+        metadata={"bounds": "[0, inf)", "number_or": ["auto"],
                   "help": "Peak learning rate, or auto: fine-tune the first seed at each of "
                   "--learning_rate_candidates, keep the rate best on dev (recorded in results.json) for every seed. "
                   "2e-5 is the paper's rate for RoBERTa-base; smaller models usually want more."},
