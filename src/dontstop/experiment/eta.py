@@ -166,15 +166,23 @@ class Estimate:
         # bag-of-words inspect) says nothing of the model's speed: a 0.1 s prepare once scaled the rest to minutes,
         # a slow inspect to a day.
         self.model_ratios: list[tuple[float, float]] = []
+        # Each stage's work, counted once: counting reads its input files, and the time left is summed over every
+        # pending stage before each stage starts.
+        self.works: dict[Stage, Work] = {}
+
+    def work(self, stage: Stage) -> Work:
+        if stage not in self.works:
+            self.works[stage] = work_of(stage)
+        return self.works[stage]
 
     def planned(self, stage: Stage) -> float | None:
-        return self.prices.seconds(work_of(stage)) if self.prices else None
+        return self.prices.seconds(self.work(stage)) if self.prices else None
 
     def learn(self, stage: Stage, seconds: float) -> None:
         planned = self.planned(stage)
         if planned:
             self.ratios.setdefault(stage.kind, []).append((planned, seconds))
-            work = work_of(stage)
+            work = self.work(stage)
             if work.train_tokens or work.eval_tokens:
                 self.model_ratios.append((planned, seconds))
 

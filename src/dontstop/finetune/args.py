@@ -296,7 +296,7 @@ class FinetuningArguments(MethodArguments, AdapterArguments, AveragingArguments,
         return record
 
     def __post_init__(self):
-        # --learning_rate auto: a placeholder rate until the sweep (sweep.py) sets the chosen one. A sweep file
+        # --learning_rate auto: the default rate stands in until the sweep (sweep.py) sets the chosen one. A sweep file
         # given alone means auto: its rate is what the user asked for.
         self.learning_rate_auto = str(self.learning_rate).strip().lower() == "auto"
         if self.learning_rate_sweep and not self.learning_rate_auto:
