@@ -4,6 +4,7 @@ under the output directory, and a tracker that is not installed named in one lin
 from __future__ import annotations
 
 import glob
+import json
 import os
 import subprocess
 import sys
@@ -86,6 +87,31 @@ def test_the_estimate_scales_each_kind_by_what_its_finished_stages_took():
     base = lm_eval_work(Stage("lm-eval", "base", {**options, "model_name_or_path": "m"}))
     arm = lm_eval_work(Stage("lm-eval", "dapt", {**options, "model_name_or_path": Ref(first)}))
     assert (base.eval_tokens, arm.eval_tokens) == ((30 * 16 + 4) * 8, 4 * 8)
+    alike = lm_eval_work(
+        Stage("lm-eval", "dapt", {**options, "model_name_or_path": Ref(first), "warm_up_head": "always"})
+    )
+    assert alike.eval_tokens == base.eval_tokens  # dontstop run warms every head up alike
+
+
+def test_the_estimate_counts_a_per_class_limit_and_an_inspect_probe(tmp_path):
+    """A 86-hour estimate for a 1-hour run came from these two: 10 per class counted as the whole training file, and
+    an inspect stage with a probe counted as its probe's steps only (its ratio then scaled every later stage)."""
+    from dontstop.experiment.eta import finetune_work, inspect_work
+    from dontstop.experiment.stages import Stage
+
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps({"text": f"t{i}", "label": f"c{i % 3}"}) + "\n" for i in range(300)))
+    options = {"train_file": str(train), "seeds": "1", "num_train_epochs": 1, "max_seq_length": 4}
+    whole = finetune_work(Stage("finetune", "f", options))
+    few = finetune_work(Stage("finetune", "f", {**options, "train_limit_per_class": 10}))
+    assert (whole.train_tokens, few.train_tokens) == (300 * 4, 3 * 10 * 4)
+    bare = {"corpus": ["g", "d", "t"], "batch_size": 2, "max_seq_length": 4, "eval_blocks": 5, "head_warmup_steps": 3}
+    assert inspect_work(Stage("inspect", "i", bare)).train_tokens == 0
+    probed = inspect_work(Stage("inspect", "i", {**bare, "model_name_or_path": "m", "probe_steps": 7}))
+    # One probed corpus (not the general reference, not the task): its steps, two warm-ups, 3 + 4 measured sets.
+    assert probed.train_tokens == 7 * 2 * 4
+    assert probed.eval_tokens == 2 * 3 * 2 * 4 + 3 * 5 * 4 + 4 * 5 * 4
+    assert probed.loads == 2
 
 
 def test_checkpoints_go_once_the_run_has_taken_all_its_steps(tiny_bert, corpus, tmp_path):

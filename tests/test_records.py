@@ -114,6 +114,23 @@ def test_lm_eval_warms_up_a_missing_head_and_measures(prepared, tiny_bert, tiny_
     assert again.losses["domain"] == with_head.losses["domain"]  # the same blocks and masks
 
 
+def test_lm_eval_can_warm_up_every_head_alike_and_leaves_the_encoder_alone(prepared, tiny_bert, tmp_path):
+    """--warm_up_head always (dontstop run's choice): a checkpoint with a head gets the same head-only steps as one
+    without, its encoder bit-identical, and nothing but the head's own weights moves."""
+    import torch
+
+    from dontstop.lm_eval import LMEvalArguments, Meter, read_texts
+
+    args = LMEvalArguments(max_seq_length=32, batch_size=4, head_warmup_steps=3, warm_up_head="always")
+    meter = Meter(tiny_bert, args)
+    before = {k: v.clone() for k, v in meter.lm.model.state_dict().items()}
+    meter.warm_up({"domain": read_texts(str(prepared / "domain_train.jsonl"), "text", 20_000)})
+    after = meter.lm.model.state_dict()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert meter.head == "warmed up" and {"cls.predictions.transform.dense.weight", "cls.predictions.bias"} <= moved
+    assert all(k.startswith("cls.") for k in moved)  # the encoder (and the decoder tied to its embeddings) unchanged
+
+
 def test_the_python_api_runs_a_stage_from_keywords_and_returns_its_record(tiny_bert, corpus, tmp_path):
     out = str(tmp_path / "dapt")
     metrics = dontstop.run_pretrain(

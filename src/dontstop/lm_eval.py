@@ -7,7 +7,9 @@ The pretraining engine's own evaluation (token masking at 15%, seeded masks), on
 `--max_seq_length` tokens of each set, so two checkpoints evaluated with the same options see the same blocks and the
 same masks. A checkpoint without MLM-head weights (a sentence encoder) gets a fresh head; its loss would measure the
 random head, not the model, so the head is first trained alone (encoder frozen) for `--head_warmup_steps` on other
-documents (`--warmup_file`, in equal shares), and the loss reported is what the unchanged encoder supports. An
+documents (`--warmup_file`, in equal shares), and the loss reported is what the unchanged encoder supports. With
+`--warm_up_head always` every checkpoint's head gets those steps, so a base model measured with a warmed-up head and
+arms measured with their pretraining's heads are compared with heads trained alike (`dontstop run` does this). An
 adapter directory is evaluated merged into its base. `dontstop inspect` and `dontstop run` measure with this module.
 """
 
@@ -51,6 +53,13 @@ class LMEvalArguments:
         default=100,
         metadata={"help": "Steps that train a missing MLM head alone before the loss is measured (0: report no loss "
                   "for such a checkpoint)."},
+    )  # fmt: skip
+    warm_up_head: str = field(
+        default="missing",
+        metadata={"help": "Whose MLM head trains alone before the loss is measured: missing (a checkpoint without "
+                  "one) or always (every checkpoint, the same steps on the same documents: checkpoints compared "
+                  "with a warmed-up one then have heads trained alike; dontstop run's choice).",
+                  "choices": ["missing", "always"]},
     )  # fmt: skip
     seed: int = field(default=42, metadata={"help": "Seed of the masks and of a fresh head's initialisation."})
     overwrite_output_dir: bool = field(
@@ -143,7 +152,7 @@ class Meter:
             output_dir=scratch, max_steps=steps, learning_rate=learning_rate, save_strategy="no", report_to="none",
             seed=args.seed, **batches,
         )  # fmt: skip
-        callbacks = [Freezing(lm.model, lm.new_params, steps)] if head_only else []
+        callbacks = [Freezing(lm.model, lm.new_params or self.head_params(), steps)] if head_only else []
         return PretrainTrainer(
             model=lm.model, args=training, train_dataset=train, data_collator=collator,
             processing_class=lm.tokenizer, callbacks=callbacks, objective=lm.objective,
@@ -154,13 +163,31 @@ class Meter:
         with tempfile.TemporaryDirectory() as scratch:  # the Trainer's output directory; nothing is kept
             self.trainer(self.blocks(texts), steps, learning_rate, head_only, scratch).train()
 
+    def head_params(self) -> set[str]:
+        """The head's own parameters: outside the encoder (a decoder tied to the input embeddings is listed once,
+        under the encoder, so it stays frozen)."""
+        prefix = self.lm.model.base_model_prefix + "."
+        return {name for name, _ in self.lm.model.named_parameters() if not name.startswith(prefix)}
+
     def warm_up(self, warmup: dict[str, list[str]]) -> None:
-        """Train a missing head alone (encoder frozen) on `warmup`: a high rate puts the encoder at no risk."""
-        if self.lm.new_params and self.args.head_warmup_steps and any(warmup.values()):
-            logger.info("%s has no MLM-head weights: training its new head alone for %d steps", self.name,
-                        self.args.head_warmup_steps)  # fmt: skip
-            self.train(list(warmup.values()), self.args.head_warmup_steps, 1e-3, head_only=True)
-            self.head = "warmed up"
+        """Train the head alone (encoder frozen) on `warmup`: a missing one, or with --warm_up_head always any.
+
+        Why every head, in an experiment: a base model without a head is measured with one trained here, and an
+        arm's checkpoint with the head its pretraining trained; a DAPT run at learning rate 0 (encoder unchanged)
+        warmed its head up for 10 steps against the base's 30 and showed 0.96 nats of "forgetting" that was the
+        head's alone."""
+        always = getattr(self.args, "warm_up_head", "missing") == "always"
+        if not (self.lm.new_params or always) or not self.args.head_warmup_steps or not any(warmup.values()):
+            return
+        steps = self.args.head_warmup_steps
+        if not self.head_params():  # GPT-2's decoder is its tied input embeddings: no weights of the head's own
+            return
+        if self.lm.new_params:
+            logger.info("%s has no MLM-head weights: training its new head alone for %d steps", self.name, steps)
+        else:
+            logger.info("%s: training its MLM head alone for %d steps, as every checkpoint's", self.name, steps)
+        self.train(list(warmup.values()), steps, 1e-3, head_only=True)
+        self.head = "warmed up"
 
     def losses(self, samples: dict[str, list[str]]) -> dict[str, CorpusLoss]:
         """{set: CorpusLoss} on the first `eval_blocks` blocks of each sample (no loss for a random head)."""

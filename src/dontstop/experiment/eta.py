@@ -52,6 +52,20 @@ def lines(path) -> int | None:
         return sum(1 for _ in f)
 
 
+def classes(path, column) -> int:
+    """The number of distinct labels in a task file (a guess of 10 when it cannot be read yet)."""
+    from ..tasks import read_records
+
+    if not isinstance(path, str) or not os.path.isfile(path):
+        return 10
+    try:
+        records, _ = read_records(path)
+    except Exception:  # the stage itself names a bad file; an estimate only guesses
+        return 10
+    labels = {str(record.get(column or "label")) for _, record in records}
+    return max(1, len(labels))
+
+
 def pretrain_work(stage: Stage) -> Work:
     o = stage.options
     batch, length = int(o.get("per_device_train_batch_size", 8)), int(o.get("max_seq_length") or 512)
@@ -71,27 +85,40 @@ def finetune_work(stage: Stage, runs: int | None = None) -> Work:
     count = runs or (int(seeds) if seeds.isdigit() else len(seeds.split(",")))
     length, epochs = int(o.get("max_seq_length") or 128), float(o.get("num_train_epochs", 10))
     train = lines(o.get("train_file")) or 1000
-    limit = o.get("train_limit")
-    train = min(train, int(limit)) if limit else train
+    if o.get("train_limit"):
+        train = min(train, int(o["train_limit"]))
+    elif o.get("train_limit_per_class"):  # at most k of each class: 10 per class of 23 is 230 of 9,663
+        train = min(train, int(o["train_limit_per_class"]) * classes(o.get("train_file"), o.get("label_column")))
     dev = min(lines(o.get("validation_file")) or 0, int(o.get("validation_limit") or 10**9))
     test = lines(o.get("test_file")) or 0
     return Work(count * epochs * train * length, count * (epochs * dev + test) * length, loads=count)
 
 
 def lm_eval_work(stage: Stage) -> Work:
-    """The held-out blocks through the model; first, for the given model only (an arm's checkpoint comes from a
-    pretraining stage, with its head), a head warm-up, which costs about a forward pass: the encoder is frozen."""
+    """The held-out blocks through the model; first a head warm-up, which costs about a forward pass (the encoder is
+    frozen): for every checkpoint with --warm_up_head always, else for the given model only (an arm's checkpoint
+    comes from a pretraining stage, with its head)."""
     o = stage.options
     length, sets = int(o.get("max_seq_length", 128)), len(o.get("eval_file") or [])
-    trained_head = isinstance(o.get("model_name_or_path"), Ref)
+    trained_head = isinstance(o.get("model_name_or_path"), Ref) and o.get("warm_up_head") != "always"
     warmup = 0 if trained_head else int(o.get("head_warmup_steps", 0)) * int(o.get("batch_size", 16)) * length
     return Work(eval_tokens=warmup + sets * int(o.get("eval_blocks", 16)) * length, loads=1)
 
 
 def inspect_work(stage: Stage) -> Work:
+    """With a model: one masked-LM measure of every corpus (after a head warm-up), then per probed corpus (all but
+    the reference and the task) a fresh warm-up, the domain's and the task's loss, the probe's training steps, and
+    the two losses again. Defaults as in InspectArguments."""
     o = stage.options
-    probe = int(o.get("probe_steps") or 0) * 16 * 128 if o.get("model_name_or_path") else 0
-    return Work(probe, loads=1 if o.get("model_name_or_path") else 0, seconds=SMALL_STAGE_SECONDS)
+    if not o.get("model_name_or_path"):
+        return Work(seconds=SMALL_STAGE_SECONDS)
+    corpora = len(o.get("corpus") or []) or 3
+    batch, length = int(o.get("batch_size", 32)), int(o.get("max_seq_length", 128))
+    block, warmup = int(o.get("eval_blocks", 200)) * length, int(o.get("head_warmup_steps", 100)) * batch * length
+    probed = max(0, corpora - 2) if int(o.get("probe_steps") or 0) else 0
+    probe = int(o.get("probe_steps") or 0) * batch * length
+    measure = (1 + probed) * warmup + corpora * block + probed * 4 * block
+    return Work(probed * probe, measure, loads=1 + probed, seconds=SMALL_STAGE_SECONDS)
 
 
 def sweep_work(stage: Stage) -> Work:

@@ -217,6 +217,7 @@ class Planner:
             "max_seq_length": held.max_seq_length,
             "batch_size": held.batch_size,
             "head_warmup_steps": held.head_warmup_steps,
+            "warm_up_head": "always",  # heads trained alike: lm_eval.Meter.warm_up says why
             "seed": self.x.seed,
         }
         return self.add(Stage("lm-eval", arm_label(label), options, inputs=local_inputs("lm-eval", options)))
