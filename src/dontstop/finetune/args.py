@@ -194,8 +194,16 @@ class TaskArguments(KnowledgeArguments):
     verbalizer: str | None = field(
         default=None,
         metadata={"help": "With --prompt: JSON (inline or a .json file) mapping every label to a word or a list of "
-                  "words, e.g. '{\"net\": \"network\", \"games\": [\"game\", \"play\"]}'.",
+                  "words, e.g. '{\"net\": \"network\", \"games\": [\"game\", \"play\"]}'; or auto: the MLM "
+                  "head picks one word per label from the training examples (LM-BFF), written to "
+                  "OUTPUT_DIR/verbalizer.json.",
                   "path": "model"},  # a file relative to an experiment's YAML when there is one, else inline JSON
+    )  # fmt: skip
+    auto_verbalizer_candidates: int = field(
+        default=10,
+        metadata={"bounds": "[1, inf)",
+                  "help": "--verbalizer auto: the best-scored whole words kept per label before the words are given "
+                  "out one to one (by margin over the other labels)."},
     )  # fmt: skip
     allow_multi_token: bool = field(
         default=False,

@@ -15,6 +15,7 @@ from ..tokenization import check_unknown_tokens
 from .args import FinetuningArguments, TaskArguments, selection_metric, validate
 from .card import results_table, write_finetune_readme
 from .methods import method_settings, needs_unlabeled
+from .methods.auto_verbalizer import FILE as VERBALIZER_FILE
 from .resume import CONFIG_FILE, check_resumable, fingerprint, finished_seed, resolved_config
 from .seeds import SeedSetup, averaging_summary, run_seed
 from .setup import (
@@ -79,7 +80,7 @@ def run_finetune(task_args: TaskArguments, args: FinetuningArguments) -> Finetun
         check_output_dir(args.output_dir, args.overwrite_output_dir)
     started = time.time()
     task = read_task(task_args, args)
-    source, tokenizer, config = load_tokenizer_and_config(task_args, task)
+    source, tokenizer, config = load_tokenizer_and_config(task_args, task, args)
     encoded, max_length, expanded = encode_splits(task, task_args, tokenizer, config)
     first = encoded["train"].dataset[: args.per_device_train_batch_size]["input_ids"]
     check_unknown_tokens(first, tokenizer, task_args.allow_unknown_tokens, "--allow_unknown_tokens")
@@ -109,6 +110,8 @@ def run_finetune(task_args: TaskArguments, args: FinetuningArguments) -> Finetun
     adapter = adapter_record(source, model)
     os.makedirs(args.output_dir, exist_ok=True)
     write_json(os.path.join(args.output_dir, CONFIG_FILE), resolved_config(task_args, args))
+    if (getattr(config, "prompt", None) or {}).get("chosen_by"):  # --verbalizer auto: the words, to reuse or edit
+        write_json(os.path.join(args.output_dir, VERBALIZER_FILE), config.prompt["verbalizer"])
     records = []
     for i, seed in enumerate(seeds, start=1):
         if earlier[seed] is not None:

@@ -81,7 +81,7 @@ def run(task_args: TaskArguments, args: FinetuningArguments) -> LearningRateSwee
     validate(task_args, args)
     check_output_dir(args.output_dir, args.overwrite_output_dir)
     task = read_task(task_args, args)
-    source, tokenizer, config = load_tokenizer_and_config(task_args, task)
+    source, tokenizer, config = load_tokenizer_and_config(task_args, task, args)
     encoded, max_length, _ = encode_splits(task, task_args, tokenizer, config)
     unlabeled = load_unlabeled(task_args, task) if needs_unlabeled(args) else None
     setup = SeedSetup(
