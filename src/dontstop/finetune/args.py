@@ -392,6 +392,8 @@ def validate(task_args: TaskArguments, args: FinetuningArguments) -> list[int]:
         raise UsageError(
             "--prompt with --adapter lora: a task adapter trains a classifier head, and --prompt has none"
         )
+    if args.mlm_weight and task_args.uses_knowledge:
+        raise UsageError("--mlm_weight with --glossary/--triples: the appended knowledge would be masked as text")
     if task_args.prompt and task_args.uses_knowledge:
         raise UsageError("--prompt with --glossary/--triples: appended knowledge is not placed in a template yet")
     if task_args.validation_limit is not None and task_args.validation_limit < 1:

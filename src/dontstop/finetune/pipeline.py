@@ -14,7 +14,7 @@ from ..tasks import Task
 from ..tokenization import check_unknown_tokens
 from .args import FinetuningArguments, TaskArguments, selection_metric, validate
 from .card import results_table, write_finetune_readme
-from .methods import method_settings, needs_unlabeled
+from .methods import check_methods_model, method_settings, needs_unlabeled
 from .methods.auto_verbalizer import FILE as VERBALIZER_FILE
 from .resume import CONFIG_FILE, check_resumable, fingerprint, finished_seed, resolved_config
 from .seeds import SeedSetup, averaging_summary, run_seed
@@ -92,7 +92,7 @@ def run_finetune(task_args: TaskArguments, args: FinetuningArguments) -> Finetun
     unlabeled = load_unlabeled(task_args, task) if needs_unlabeled(args) else None
     setup = SeedSetup(
         task, tokenizer, encoded, task_args, args, args.output_dir, "", max_length, unlabeled,
-        load_model=lambda seed: load_seeded_model(task, source, config, seed, args)[0],
+        load_model=lambda seed: load_seeded_model(task, source, config, seed, args)[0], source=source,
     )  # fmt: skip
     chosen = None
     if args.learning_rate_auto:  # before the fingerprint: the seeds' results depend on the rate chosen
@@ -105,6 +105,7 @@ def run_finetune(task_args: TaskArguments, args: FinetuningArguments) -> Finetun
     pending = [seed for seed in seeds if earlier[seed] is None]
     # The first model is loaded before anything is written, so a broken checkpoint leaves no half-made directory.
     model, new = load_seeded_model(task, source, config, pending[0], args) if pending else (None, None)
+    check_methods_model(args, source, config)
     if new:
         logger.info("Initialised afresh (absent from %s): %s", source, ", ".join(new))
     adapter = adapter_record(source, model)

@@ -42,6 +42,7 @@ class SeedSetup:
     max_length: int
     unlabeled: UnlabeledSource | None
     load_model: Callable[[int], object]  # seed -> a fresh model with that seed's head: the student of a new round
+    source: str | None = None  # the checkpoint (a method may load more of it: `MethodContext.source`)
 
 
 def training_examples(task: Task, encoded, task_args: TaskArguments, seed: int):

@@ -86,7 +86,7 @@ def run(task_args: TaskArguments, args: FinetuningArguments) -> LearningRateSwee
     unlabeled = load_unlabeled(task_args, task) if needs_unlabeled(args) else None
     setup = SeedSetup(
         task, tokenizer, encoded, task_args, args, args.output_dir, "lr-sweep", max_length, unlabeled,
-        load_model=lambda seed: load_seeded_model(task, source, config, seed, args)[0],
+        load_model=lambda seed: load_seeded_model(task, source, config, seed, args)[0], source=source,
     )  # fmt: skip
     os.makedirs(args.output_dir, exist_ok=True)
     record = sweep(setup)
