@@ -46,8 +46,12 @@ def test_mlm_weight_zero_is_bit_identical_to_without_it_and_a_weight_changes_the
 
 def test_the_mlm_term_is_added_and_the_head_trains_on_the_shared_encoder(tiny_bert, tmp_path):
     import datasets
-    from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer
-    from transformers import DataCollatorWithPadding
+    from transformers import (
+        AutoModelForMaskedLM,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+    )
 
     from dontstop.finetune import FinetuningArguments
     from dontstop.finetune.methods import MethodContext
@@ -61,8 +65,8 @@ def test_the_mlm_term_is_added_and_the_head_trains_on_the_shared_encoder(tiny_be
     train = datasets.Dataset.from_dict(
         {**tokenizer([r["text"] for r in rows]), "labels": [int(r["label"] == "network") for r in rows]}
     )
-    args = FinetuningArguments(output_dir=str(tmp_path / "t"), mlm_weight=1.0, max_steps=4, learning_rate=1e-2,
-                               per_device_train_batch_size=4, report_to=[], disable_tqdm=True, eval_strategy="no")  # fmt: skip
+    options = dict(max_steps=4, learning_rate=1e-2, per_device_train_batch_size=4, report_to=[], eval_strategy="no")
+    args = FinetuningArguments(output_dir=str(tmp_path / "t"), mlm_weight=1.0, disable_tqdm=True, **options)
     split = TaskSplit("t", ["a"], ["x"], [1])
     task = Task("single_label", ["x", "y"], split, split)
     mlm = AuxiliaryMLM(MethodContext(model, tokenizer, args, task, 7, 32, source=tiny_bert))

@@ -54,8 +54,8 @@ class MethodArguments:
         default=0.0,
         metadata={
             "bounds": "[0, inf)",
-            "help": "Weight of an auxiliary masked-LM loss on the training batches' text (15%% of its tokens masked, the "
-            "checkpoint's own MLM head trained alongside; TAPT's cheap cousin); 0: off.",
+            "help": "Weight of an auxiliary masked-LM loss on the training batches' text (15%% of its tokens "
+            "masked, the checkpoint's own MLM head trained alongside; TAPT's cheap cousin); 0: off.",
         },
     )
     # --- UDA (methods/uda.py) ---

@@ -1,7 +1,8 @@
 """Training methods of `dontstop finetune`, one file each, registered by name (`base.register`).
 
 Adversaries (`--adversarial NAME`): fgm, pgd, freelb. Loss terms: rdrop (`--rdrop_alpha`), contrastive
-(`--contrastive_weight`), uda (`--uda_weight`, on unlabeled text), mlm (`--mlm_weight`, an auxiliary masked-LM loss). Rounds: self_training (`--self_training_rounds`).
+(`--contrastive_weight`), uda (`--uda_weight`, on unlabeled text), mlm (`--mlm_weight`, an auxiliary masked-LM
+loss). Rounds: self_training (`--self_training_rounds`).
 Any of them combine; `base.py` says which hooks the trainer (`trainer.py`) and the seed loop (`seeds.py`) call, and
 adding a method adds a file here and its options to `method_args.py`, never a branch in the trainer.
 """
