@@ -73,6 +73,10 @@ def collect(
 
 def run_finetune(task_args: TaskArguments, args: FinetuningArguments) -> FinetuneResults:
     """Fine-tune over the seeds; returns the record written to `output_dir/results.json`."""
+    if task_args.tasks or task_args.task:
+        from .multitask.run import run_multitask
+
+        return run_multitask(task_args, args)
     seeds = validate(task_args, args)
     if task_args.resume:
         check_resumable(task_args, args)
