@@ -113,3 +113,32 @@ def test_mlm_weight_with_a_prompt_trains_the_one_head(tiny_bert, task_files, tmp
              '{"system": "driver", "network": "socket"}', "--mlm_weight", "0.5", "--keep_models", "none")  # fmt: skip
     assert run_cli(*finetune_args(tiny_bert, task_files, out, *extra)) == 0
     assert results(out)["methods"]["mlm"]["weight"] == 0.5
+
+
+def test_an_experiment_arm_takes_mlm_weight_and_an_auto_verbalizer_and_refuses_multitask(tiny_bert, tmp_path):
+    import yaml
+    from conftest import synthetic_documents, write_jsonl
+
+    from dontstop.errors import UsageError
+    from dontstop.experiment import load_experiment
+
+    write_jsonl(tmp_path / "domain.jsonl", synthetic_documents(60, seed=1))
+    for name, n in (("train", 24), ("dev", 8)):
+        write_rows(tmp_path / f"{name}.jsonl", separable_task(n, 0))
+    auto = {"prompt": "{text} the package {mask} .", "verbalizer": "auto", "mlm_weight": 0.5}
+    arms = [
+        "baseline",
+        {"name": "aux", "arm": "baseline", "finetune": {"mlm_weight": 0.5}},
+        {"name": "pcp", "finetune": auto},
+    ]
+    config = {"model": tiny_bert, "corpora": {"domain": "domain.jsonl"}, "task": {"train": "train.jsonl",
+              "dev": "dev.jsonl"}, "held_out": {"documents": 5}, "inspect": False, "arms": arms}  # fmt: skip
+    (tmp_path / "experiment.yaml").write_text(yaml.safe_dump(config))
+    plan = load_experiment(str(tmp_path / "experiment.yaml"), str(tmp_path / "runs"))
+    baseline, aux, pcp = plan.arms
+    assert "mlm_weight" not in baseline.finetune.options and aux.finetune.options["mlm_weight"] == 0.5
+    assert pcp.finetune.options["verbalizer"] == "auto" and pcp.finetune.options["mlm_weight"] == 0.5
+    config["arms"] = [{"name": "multi", "arm": "baseline", "finetune": {"task": ["a=train.jsonl", "b=train.jsonl"]}}]
+    (tmp_path / "experiment.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(UsageError, match="multi-task fine-tuning"):
+        load_experiment(str(tmp_path / "experiment.yaml"), str(tmp_path / "runs"))

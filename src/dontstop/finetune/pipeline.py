@@ -98,6 +98,7 @@ def run_finetune(task_args: TaskArguments, args: FinetuningArguments) -> Finetun
         task, tokenizer, encoded, task_args, args, args.output_dir, "", max_length, unlabeled,
         load_model=lambda seed: load_seeded_model(task, source, config, seed, args)[0], source=source,
     )  # fmt: skip
+    check_methods_model(args, source, config)  # a checkpoint lacking what a method needs: refused before any write
     chosen = None
     if args.learning_rate_auto:  # before the fingerprint: the seeds' results depend on the rate chosen
         from .sweep import choose_rate
@@ -109,7 +110,6 @@ def run_finetune(task_args: TaskArguments, args: FinetuningArguments) -> Finetun
     pending = [seed for seed in seeds if earlier[seed] is None]
     # The first model is loaded before anything is written, so a broken checkpoint leaves no half-made directory.
     model, new = load_seeded_model(task, source, config, pending[0], args) if pending else (None, None)
-    check_methods_model(args, source, config)
     if new:
         logger.info("Initialised afresh (absent from %s): %s", source, ", ".join(new))
     adapter = adapter_record(source, model)
