@@ -399,6 +399,9 @@ class Planner:
         self, model, overrides: dict, train: str | Ref, selected: Stage | None = None, arm: str = "finetune"
     ) -> dict:
         task = self.x.task
+        if overrides.get("tasks") or overrides.get("task"):  # an arm fine-tunes on the experiment's one task
+            raise self.reader.fail(f"{arm}.finetune", "multi-task fine-tuning (tasks, task) is not available in an "
+                                   "experiment; run dontstop finetune --tasks")  # fmt: skip
         # An experiment measures: it keeps no fine-tuned model unless asked (finetune: {keep_models: best}).
         options = {"keep_models": "none", **self.finetune_defaults, **self.task_columns, **overrides}
         options.update(self.unlabeled_defaults(options, selected, arm))

@@ -12,8 +12,11 @@ The model may be a LoRA adapter directory (`dontstop pretrain --adapter lora`): 
 adapter merged in, then trained whole or, with `--adapter lora`, under a fresh task adapter (see `adapters.py`).
 
 Training methods beyond plain fine-tuning are plug-ins (`methods/`), each switched on by its option and combinable:
-adversarial training (FGM, PGD, FreeLB), R-Drop, a supervised contrastive term, and, on unlabeled text
-(`--unlabeled_file`, `--unlabeled_from_train`; `unlabeled.py`), UDA and self-training.
+adversarial training (FGM, PGD, FreeLB), R-Drop, a supervised contrastive term, an auxiliary masked-LM loss on the
+task text (`--mlm_weight`), and, on unlabeled text (`--unlabeled_file`, `--unlabeled_from_train`; `unlabeled.py`),
+UDA and self-training. Prompt-based fine-tuning (`--prompt`, `--verbalizer` JSON or `auto`; `methods/prompt.py`,
+`methods/auto_verbalizer.py`) scores label words with the checkpoint's MLM head. `--tasks tasks.yaml` or repeated
+`--task NAME=TRAIN[,DEV[,TEST]]` train one encoder on several tasks (`--task_sampling`; `multitask/`).
 """
 
 from __future__ import annotations
@@ -71,6 +74,16 @@ EXAMPLES = """examples:
       --uda_weight 1.0 --unlabeled_ratio 3 --tsa linear --output_dir runs/tapt-uda
   dontstop finetune ... --unlabeled_from_train --self_training_rounds 2 --pseudo_label_top_k 10 --output_dir runs/st
   dontstop finetune ... --adversarial pgd --adv_steps 3 --adv_alpha 0.3 --rdrop_alpha 1.0 --output_dir runs/pgd-rdrop
+
+  # prompt-based, the label words chosen by the MLM head (written to OUTPUT_DIR/verbalizer.json), with an
+  # auxiliary masked-LM loss on the task text
+  dontstop finetune --model_name_or_path runs/tapt --prompt "{text} This package is about {mask}." \
+      --verbalizer auto --mlm_weight 0.5 --train_file train.jsonl --validation_file dev.jsonl --output_dir runs/auto
+
+  # multi-task: one encoder, a head per task, batches drawn by the square root of the tasks' sizes
+  dontstop finetune --model_name_or_path runs/dapt --tasks tasks.yaml --task_sampling sqrt --output_dir runs/multi
+  dontstop finetune --model_name_or_path runs/dapt --task topic=t/train.jsonl,t/dev.jsonl \
+      --task tags=g/train.jsonl,g/dev.jsonl --output_dir runs/two-tasks
 
   # token classification (jsonl records {"text": [words], "label": [BIO tags]}), entity F1
   dontstop finetune --model_name_or_path bert-base-cased --train_file ner_train.jsonl \\

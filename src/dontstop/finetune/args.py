@@ -194,8 +194,33 @@ class TaskArguments(KnowledgeArguments):
     verbalizer: str | None = field(
         default=None,
         metadata={"help": "With --prompt: JSON (inline or a .json file) mapping every label to a word or a list of "
-                  "words, e.g. '{\"net\": \"network\", \"games\": [\"game\", \"play\"]}'.",
+                  "words, e.g. '{\"net\": \"network\", \"games\": [\"game\", \"play\"]}'; or auto: the MLM "
+                  "head picks one word per label from the training examples (LM-BFF), written to "
+                  "OUTPUT_DIR/verbalizer.json.",
                   "path": "model"},  # a file relative to an experiment's YAML when there is one, else inline JSON
+    )  # fmt: skip
+    auto_verbalizer_candidates: int = field(
+        default=10,
+        metadata={"bounds": "[1, inf)",
+                  "help": "--verbalizer auto: the best-scored whole words kept per label before the words are given "
+                  "out one to one (by margin over the other labels)."},
+    )  # fmt: skip
+    tasks: str | None = field(
+        default=None,
+        metadata={"help": "Multi-task fine-tuning: a YAML list of tasks, each with name, train, dev, test (paths "
+                  "relative to the file) and optional column options (task_type, text_column, label_column, ...); one "
+                  "encoder, one head per task (see finetune/multitask/spec.py).", "path": "file"},
+    )  # fmt: skip
+    task: list[str] | None = field(
+        default=None,
+        metadata={"help": "Multi-task fine-tuning without a YAML file: NAME=TRAIN[,DEV[,TEST]], repeated for each "
+                  "task (the run's column options apply to all).", "action": "extend"},
+    )  # fmt: skip
+    task_sampling: str = field(
+        default="proportional",
+        metadata={"help": "Multi-task: which task each batch comes from: proportional (each task's examples once an "
+                  "epoch), sqrt or uniform (tasks' shares of the batches in proportion to the square root of their "
+                  "size, or equal).", "choices": ["proportional", "sqrt", "uniform"]},
     )  # fmt: skip
     allow_multi_token: bool = field(
         default=False,
@@ -348,7 +373,9 @@ def validate(task_args: TaskArguments, args: FinetuningArguments) -> list[int]:
     if args.adversarial != "none" and args.deepspeed:
         raise UsageError("--adversarial with --deepspeed: DeepSpeed steps the optimizer inside each backward pass")
     if not task_args.train_file:
-        raise UsageError("--train_file is required")
+        raise UsageError("--train_file is required (or --tasks/--task for multi-task fine-tuning)")
+    if task_args.task_sampling != "proportional" and not (task_args.tasks or task_args.task):
+        raise UsageError(f"--task_sampling {task_args.task_sampling}: for multi-task runs (--tasks or --task)")
     if task_args.keep_models not in KEEP_MODELS:
         raise UsageError(f"--keep_models {task_args.keep_models}: expected one of {', '.join(KEEP_MODELS)}")
     args.check_averaging()
@@ -384,6 +411,8 @@ def validate(task_args: TaskArguments, args: FinetuningArguments) -> list[int]:
         raise UsageError(
             "--prompt with --adapter lora: a task adapter trains a classifier head, and --prompt has none"
         )
+    if args.mlm_weight and task_args.uses_knowledge:
+        raise UsageError("--mlm_weight with --glossary/--triples: the appended knowledge would be masked as text")
     if task_args.prompt and task_args.uses_knowledge:
         raise UsageError("--prompt with --glossary/--triples: appended knowledge is not placed in a template yet")
     if task_args.validation_limit is not None and task_args.validation_limit < 1:

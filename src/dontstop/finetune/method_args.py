@@ -49,6 +49,15 @@ class MethodArguments:
     contrastive_temperature: float = field(
         default=0.3, metadata={"bounds": "(0, inf)", "help": "Temperature of the contrastive term."}
     )
+    # --- an auxiliary masked-LM loss (methods/mlm.py) ---
+    mlm_weight: float = field(
+        default=0.0,
+        metadata={
+            "bounds": "[0, inf)",
+            "help": "Weight of an auxiliary masked-LM loss on the training batches' text (15%% of its tokens "
+            "masked, the checkpoint's own MLM head trained alongside; TAPT's cheap cousin); 0: off.",
+        },
+    )
     # --- UDA (methods/uda.py) ---
     uda_weight: float = field(
         default=0.0,

@@ -14,7 +14,8 @@ from ..tasks import Task
 from ..tokenization import check_unknown_tokens
 from .args import FinetuningArguments, TaskArguments, selection_metric, validate
 from .card import results_table, write_finetune_readme
-from .methods import method_settings, needs_unlabeled
+from .methods import check_methods_model, method_settings, needs_unlabeled
+from .methods.auto_verbalizer import FILE as VERBALIZER_FILE
 from .resume import CONFIG_FILE, check_resumable, fingerprint, finished_seed, resolved_config
 from .seeds import SeedSetup, averaging_summary, run_seed
 from .setup import (
@@ -72,6 +73,10 @@ def collect(
 
 def run_finetune(task_args: TaskArguments, args: FinetuningArguments) -> FinetuneResults:
     """Fine-tune over the seeds; returns the record written to `output_dir/results.json`."""
+    if task_args.tasks or task_args.task:
+        from .multitask.run import run_multitask
+
+        return run_multitask(task_args, args)
     seeds = validate(task_args, args)
     if task_args.resume:
         check_resumable(task_args, args)
@@ -79,7 +84,7 @@ def run_finetune(task_args: TaskArguments, args: FinetuningArguments) -> Finetun
         check_output_dir(args.output_dir, args.overwrite_output_dir)
     started = time.time()
     task = read_task(task_args, args)
-    source, tokenizer, config = load_tokenizer_and_config(task_args, task)
+    source, tokenizer, config = load_tokenizer_and_config(task_args, task, args)
     encoded, max_length, expanded = encode_splits(task, task_args, tokenizer, config)
     first = encoded["train"].dataset[: args.per_device_train_batch_size]["input_ids"]
     check_unknown_tokens(first, tokenizer, task_args.allow_unknown_tokens, "--allow_unknown_tokens")
@@ -91,8 +96,9 @@ def run_finetune(task_args: TaskArguments, args: FinetuningArguments) -> Finetun
     unlabeled = load_unlabeled(task_args, task) if needs_unlabeled(args) else None
     setup = SeedSetup(
         task, tokenizer, encoded, task_args, args, args.output_dir, "", max_length, unlabeled,
-        load_model=lambda seed: load_seeded_model(task, source, config, seed, args)[0],
+        load_model=lambda seed: load_seeded_model(task, source, config, seed, args)[0], source=source,
     )  # fmt: skip
+    check_methods_model(args, source, config)  # a checkpoint lacking what a method needs: refused before any write
     chosen = None
     if args.learning_rate_auto:  # before the fingerprint: the seeds' results depend on the rate chosen
         from .sweep import choose_rate
@@ -109,6 +115,8 @@ def run_finetune(task_args: TaskArguments, args: FinetuningArguments) -> Finetun
     adapter = adapter_record(source, model)
     os.makedirs(args.output_dir, exist_ok=True)
     write_json(os.path.join(args.output_dir, CONFIG_FILE), resolved_config(task_args, args))
+    if (getattr(config, "prompt", None) or {}).get("chosen_by"):  # --verbalizer auto: the words, to reuse or edit
+        write_json(os.path.join(args.output_dir, VERBALIZER_FILE), config.prompt["verbalizer"])
     records = []
     for i, seed in enumerate(seeds, start=1):
         if earlier[seed] is not None:

@@ -113,7 +113,9 @@ def seed_trainer(setup, seed: int, model, train, seed_dir: str, methods: list[Me
 def train_round(setup, seed: int, model, train, pool, index: int, seed_dir: str) -> Round:
     """Train `model` on `train` with the methods switched on; keep its best epoch's weights and score them."""
     task = setup.task
-    context = MethodContext(model, setup.tokenizer, setup.args, task, seed, setup.max_length, pool, index, seed_dir)
+    context = MethodContext(
+        model, setup.tokenizer, setup.args, task, seed, setup.max_length, pool, index, seed_dir, setup.source
+    )
     methods = build_methods(context)
     trainer, best = seed_trainer(setup, seed, model, train, seed_dir, methods)
     averager = trainer.averager

@@ -42,6 +42,7 @@ class SeedSetup:
     max_length: int
     unlabeled: UnlabeledSource | None
     load_model: Callable[[int], object]  # seed -> a fresh model with that seed's head: the student of a new round
+    source: str | None = None  # the checkpoint (a method may load more of it: `MethodContext.source`)
 
 
 def training_examples(task: Task, encoded, task_args: TaskArguments, seed: int):
@@ -49,15 +50,20 @@ def training_examples(task: Task, encoded, task_args: TaskArguments, seed: int):
     stratified draw seeded by the seed (or by --sample_seed). The same seed draws the same examples in every run on
     the task."""
     train = encoded["train"].dataset
-    indices = range(len(train))
-    draw_seed = seed if task_args.sample_seed is None else task_args.sample_seed
-    if task_args.train_limit:
-        indices = stratified_sample(task.train.labels, task_args.train_limit, draw_seed)
-    elif task_args.train_limit_per_class:
-        indices = per_class_sample(task.train.labels, task_args.train_limit_per_class, draw_seed)
+    indices = drawn_indices(task, task_args, seed)
     if len(indices) < len(train):
         train = train.select(indices)
     return train, hash_json([task.train.sha256, [int(i) for i in indices]])[:16], indices
+
+
+def drawn_indices(task: Task, task_args: TaskArguments, seed: int):
+    """The rows of task.train that `seed` trains on: all, or the few-shot draw (--train_limit[_per_class])."""
+    draw_seed = seed if task_args.sample_seed is None else task_args.sample_seed
+    if task_args.train_limit:
+        return stratified_sample(task.train.labels, task_args.train_limit, draw_seed)
+    if task_args.train_limit_per_class:
+        return per_class_sample(task.train.labels, task_args.train_limit_per_class, draw_seed)
+    return range(len(task.train))
 
 
 def train_rounds(seed: int, model, setup: SeedSetup, seed_dir: str) -> tuple[list[Round], Round, dict]:

@@ -21,8 +21,9 @@ logger = logging.getLogger(__name__)
 PROBLEM_TYPES = {"single_label": "single_label_classification", "multi_label": "multi_label_classification"}
 
 
-def load_tokenizer_and_config(task_args: TaskArguments, task: Task):
-    """(resolved model path, tokenizer, config for the task)."""
+def load_tokenizer_and_config(task_args: TaskArguments, task: Task, args: FinetuningArguments | None = None):
+    """(resolved model path, tokenizer, config for the task); `args` are read by --verbalizer auto (its batch size and
+    the first seed's few-shot draw)."""
     source = resolve_model_path(task_args.model_name_or_path)
     at = tokenizer_source(source, task_args.tokenizer_name)
     tokenizer = load_tokenizer(at, shown=source)
@@ -41,13 +42,14 @@ def load_tokenizer_and_config(task_args: TaskArguments, task: Task):
     if task.task_type == "token" and not getattr(tokenizer, "is_fast", False):
         raise UsageError(f"{source}: token classification needs a fast tokenizer (to map sub-tokens to words)")
     if task_args.prompt:
-        config.prompt = task_prompt(task_args, task, tokenizer)
+        config.prompt = task_prompt(task_args, task, tokenizer, source, config, args)
     return source, tokenizer, config
 
 
-def task_prompt(task_args: TaskArguments, task: Task, tokenizer) -> dict:
+def task_prompt(task_args: TaskArguments, task: Task, tokenizer, source: str, config, args=None) -> dict:
     """--prompt and --verbalizer checked against the task and tokenizer (`methods/prompt.py`), as kept in the model's
-    config."""
+    config; with --verbalizer auto, the words chosen by the checkpoint's MLM head (`methods/auto_verbalizer.py`)."""
+    from .methods.auto_verbalizer import is_auto
     from .methods.prompt import build_prompt
 
     if task.task_type == "token":
@@ -55,15 +57,37 @@ def task_prompt(task_args: TaskArguments, task: Task, tokenizer) -> dict:
     columns = {task_args.text_column: "text"}
     if task_args.text_pair_column:
         columns[task_args.text_pair_column] = "pair"
-    prompt = build_prompt(task_args.prompt, task_args.verbalizer, task.labels, columns, tokenizer,
+    verbalizer, chosen_by = task_args.verbalizer, None
+    if is_auto(verbalizer):
+        verbalizer, chosen_by = auto_verbalizer(task_args, task, tokenizer, source, config, columns, args)
+    prompt = build_prompt(task_args.prompt, verbalizer, task.labels, columns, tokenizer,
                           task_args.allow_multi_token)  # fmt: skip
+    prompt.chosen_by = chosen_by
     return prompt.to_dict()
 
 
+def auto_verbalizer(task_args: TaskArguments, task: Task, tokenizer, source: str, config, columns: dict, args=None):
+    """({label: [word]}, the record of the choice): LM-BFF's selection on the first seed's training examples."""
+    from .args import parse_seeds
+    from .methods.auto_verbalizer import choose_verbalizer
+    from .seeds import drawn_indices
+
+    first_seed = parse_seeds(task_args.seeds, args.seed if args is not None else 42)[0]
+    examples = drawn_indices(task, task_args, first_seed)
+    batch_size = args.per_device_eval_batch_size if args is not None else 64
+    return choose_verbalizer(source, task, tokenizer, task_args.prompt, columns, list(examples),
+                             task_args.auto_verbalizer_candidates, sequence_limit(task_args, tokenizer, config),
+                             batch_size)  # fmt: skip
+
+
 def prompt_summary(config) -> dict | None:
-    """For results.json: the template, verbalizer and scoring rule of a prompt-based run (None for a head)."""
+    """For results.json: the template, verbalizer and scoring rule of a prompt-based run (None for a head), and with
+    --verbalizer auto how the words were chosen."""
     prompt = getattr(config, "prompt", None)
-    return {k: prompt[k] for k in ("template", "verbalizer", "slots", "scoring")} if prompt else None
+    if not prompt:
+        return None
+    summary = {k: prompt[k] for k in ("template", "verbalizer", "slots", "scoring")}
+    return {**summary, "chosen_by": prompt["chosen_by"]} if prompt.get("chosen_by") else summary
 
 
 def initialise_new_weights(model, names: list[str], seed: int) -> None:
@@ -146,14 +170,20 @@ def read_task(task_args: TaskArguments, args: FinetuningArguments) -> Task:
     return task
 
 
-def encode_splits(task: Task, task_args: TaskArguments, tokenizer, config) -> tuple[dict[str, Encoded], int, dict]:
-    """({split: encoded examples}, the sequence length they were cut to, {split: what knowledge was appended})."""
+def sequence_limit(task_args: TaskArguments, tokenizer, config) -> int:
+    """--max_seq_length, or min(512, what the model takes); checked against what the model takes."""
     limit = getattr(config, "max_position_embeddings", None) or 512
     if tokenizer.model_max_length < 1_000_000:  # "no limit" is a huge sentinel; RoBERTa's 514 positions hold 512
         limit = min(limit, tokenizer.model_max_length)
     max_length = task_args.max_seq_length or min(512, limit)
     if not 2 < max_length <= limit:
         raise UsageError(f"--max_seq_length {max_length}: the model takes 3 to {limit} tokens")
+    return max_length
+
+
+def encode_splits(task: Task, task_args: TaskArguments, tokenizer, config) -> tuple[dict[str, Encoded], int, dict]:
+    """({split: encoded examples}, the sequence length they were cut to, {split: what knowledge was appended})."""
+    max_length = sequence_limit(task_args, tokenizer, config)
     splits = {"train": task.train, "dev": task.dev, "test": task.test}
     knowledge = task_knowledge(task, task_args, tokenizer, max_length)
     text_length = max_length - (task_args.room(max_length) if knowledge else 0)

@@ -22,7 +22,7 @@ from ..outputs import check_output_dir
 from ..records import LearningRateSweep
 from ..scoring import PRIMARY_METRIC
 from .args import FinetuningArguments, TaskArguments, parse_seeds, validate
-from .methods import needs_unlabeled
+from .methods import check_methods_model, needs_unlabeled
 from .seeds import SeedSetup, run_seed
 from .setup import encode_splits, load_seeded_model, load_tokenizer_and_config, read_task
 from .unlabeled import load_unlabeled
@@ -81,13 +81,14 @@ def run(task_args: TaskArguments, args: FinetuningArguments) -> LearningRateSwee
     validate(task_args, args)
     check_output_dir(args.output_dir, args.overwrite_output_dir)
     task = read_task(task_args, args)
-    source, tokenizer, config = load_tokenizer_and_config(task_args, task)
+    source, tokenizer, config = load_tokenizer_and_config(task_args, task, args)
     encoded, max_length, _ = encode_splits(task, task_args, tokenizer, config)
     unlabeled = load_unlabeled(task_args, task) if needs_unlabeled(args) else None
     setup = SeedSetup(
         task, tokenizer, encoded, task_args, args, args.output_dir, "lr-sweep", max_length, unlabeled,
-        load_model=lambda seed: load_seeded_model(task, source, config, seed, args)[0],
+        load_model=lambda seed: load_seeded_model(task, source, config, seed, args)[0], source=source,
     )  # fmt: skip
+    check_methods_model(args, source, config)  # before anything is written
     os.makedirs(args.output_dir, exist_ok=True)
     record = sweep(setup)
     record.save(args.output_dir)

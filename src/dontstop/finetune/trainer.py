@@ -79,6 +79,18 @@ class FinetuneTrainer(SavesNgramAdapter, AtomicCheckpoints, Trainer):
         # gradient accumulation itself (huggingface/transformers#47688).
         self.model_accepts_loss_kwargs = False
 
+    def create_optimizer(self, model=None):
+        """The Trainer's optimizer, plus groups for the weights a method trains beside the model's (an auxiliary MLM
+        head): weight decay on its matrices, none on its biases and norms, as the Trainer's own groups do."""
+        created = self.optimizer is None
+        optimizer = super().create_optimizer(model)
+        extra = [p for method in self.methods for p in method.trainable_parameters(self.model)] if created else []
+        matrices, vectors = [p for p in extra if p.ndim > 1], [p for p in extra if p.ndim <= 1]
+        for group, decay in ((matrices, self.args.weight_decay), (vectors, 0.0)):
+            if group:
+                optimizer.add_param_group({"params": group, "weight_decay": decay})
+        return optimizer
+
     def _get_train_sampler(self, train_dataset=None):
         return self.sampler if self.sampler is not None else super()._get_train_sampler(train_dataset)
 

@@ -172,6 +172,27 @@ class FinetuneResults(Record):
 
 
 @dataclass
+class MultiTaskResults(Record):
+    """`results.json` of `dontstop finetune --tasks/--task`: per task its metrics over the seeds, and the mean over
+    the tasks of each one's primary metric (the best epoch's criterion) over the seeds."""
+
+    FILE: ClassVar[str] = "results.json"
+
+    tasks: dict  # name -> {task_type, labels, primary_metric, metrics, train_file, validation_file, test_file,
+    #                       truncated, aggregate: split -> metric -> {"mean", "std", "n", "values"}}
+    seeds: list[dict]  # per seed: best_epoch, dev/test: task -> metrics, mean: split -> value, batches_per_epoch
+    mean: dict  # split -> {"mean", "std", "n", "values"} of the seeds' means over the tasks' primary metrics
+    task_sampling: str
+    multitask: bool = True
+    model: str | None = None
+    max_seq_length: int | None = None
+    learning_rate: float | None = None
+    methods: dict | None = None
+    best_model: str | None = None  # "seed-S/model": the kept models (one per task) of the seed best on the dev mean
+    wall_seconds: float | None = None
+
+
+@dataclass
 class LabelIssues(Record):
     """`clean.json` of `dontstop clean`: the examples whose given label looks wrong, in all and per class (the
     examples themselves are in `label_issues.jsonl`)."""

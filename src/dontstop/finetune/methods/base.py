@@ -6,6 +6,7 @@ round of every seed from a `MethodContext`. The trainer and the seed loop call i
 - `forward_kwargs`: extra arguments of the training forward pass (hidden states for a loss on the representation);
 - `loss(trainer, model, inputs, outputs, loss)`: the loss so far plus the method's terms (training passes only;
   terms are added, so methods combine in any order);
+- `trainable_parameters(model)`: weights of its own for the optimizer (an auxiliary head), on the model's device;
 - `training_step(step)`: run `step()` (forward and backward of the batch) as the method needs: again on perturbed
   embeddings (adversaries), leaving the gradient it wants and the weights exactly as they were;
 - `next_round(trainer)`: after a round, the examples to add for another round (self-training), or None.
@@ -40,6 +41,7 @@ class MethodContext:
     unlabeled: object | None = None  # unlabeled.UnlabeledPool, for the methods that read unlabeled text
     round: int = 0
     seed_dir: str | None = None
+    source: str | None = None  # the checkpoint the model came from (a method may load more of it: an MLM head)
 
 
 @dataclass
@@ -69,6 +71,10 @@ class Method:
         """A UsageError for settings that cannot work together (bounds are checked when options are parsed)."""
 
     @classmethod
+    def check_model(cls, source: str, config) -> None:
+        """A UsageError when the checkpoint lacks what the method needs; called before anything is written."""
+
+    @classmethod
     def settings(cls, args) -> dict:
         return {}
 
@@ -81,6 +87,10 @@ class Method:
 
     def training_step(self, step: Callable[[], object]):
         return step()
+
+    def trainable_parameters(self, model) -> list:
+        """Weights of the method's own that the optimizer trains beside `model`'s (an auxiliary head)."""
+        return []
 
     def next_round(self, trainer) -> Examples | None:
         return None
@@ -98,6 +108,12 @@ def check_methods(args, task_type: str | None = None) -> None:
             raise UsageError(
                 f"--{cls.option}: {cls.name} trains {' and '.join(cls.task_types)} tasks, not a {task_type} task"
             )
+
+
+def check_methods_model(args, source: str, config) -> None:
+    """Each method's check of the checkpoint (`Method.check_model`)."""
+    for cls in active(args):
+        cls.check_model(source, config)
 
 
 def needs_unlabeled(args) -> bool:

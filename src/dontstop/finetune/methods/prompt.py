@@ -50,6 +50,7 @@ class Prompt:
     slots: int  # mask tokens in the slot (the longest word's length)
     space_before_mask: bool
     scoring: str  # "logit" (every word one token) or "mean_log_prob"
+    chosen_by: dict | None = None  # --verbalizer auto: how the words were chosen (`auto_verbalizer.py`)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -95,9 +96,8 @@ def parse_template(template: str, columns: dict[str, str]) -> list[tuple[str, st
     return parts
 
 
-def build_prompt(template: str, verbalizer: str, labels: list[str], columns: dict[str, str], tokenizer,
-                 allow_multi_token: bool = False) -> Prompt:  # fmt: skip
-    """The checked Prompt; every problem is one UsageError naming it."""
+def template_pieces(template: str, columns: dict[str, str], tokenizer) -> tuple[list[list], bool]:
+    """(the template as Prompt.pieces, whether a space comes before the mask slot)."""
     if tokenizer.mask_token_id is None:
         raise UsageError("--prompt: the tokenizer has no mask token, so there is no slot for the MLM head to fill")
     parts = parse_template(template, columns)
@@ -117,7 +117,16 @@ def build_prompt(template: str, verbalizer: str, labels: list[str], columns: dic
             pieces.append(["mask"])
             space_before_mask = space
         space = False
-    words = check_verbalizer(read_verbalizer(verbalizer), labels)
+    return pieces, space_before_mask
+
+
+def build_prompt(template: str, verbalizer: str | dict, labels: list[str], columns: dict[str, str], tokenizer,
+                 allow_multi_token: bool = False) -> Prompt:  # fmt: skip
+    """The checked Prompt; every problem is one UsageError naming it. `verbalizer` is --verbalizer's JSON or file, or
+    the mapping itself (as `auto_verbalizer.choose_verbalizer` gives it)."""
+    pieces, space_before_mask = template_pieces(template, columns, tokenizer)
+    mapping = verbalizer if isinstance(verbalizer, dict) else read_verbalizer(verbalizer)
+    words = check_verbalizer(mapping, labels)
     word_ids = [[word_tokens(w, space_before_mask, tokenizer, allow_multi_token) for w in words[label]]
                 for label in labels]  # fmt: skip
     slots = max(len(ids) for label in word_ids for ids in label)

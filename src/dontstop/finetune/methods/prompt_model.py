@@ -46,21 +46,31 @@ class LabelWords(nn.Module):
         return (per_word * words).sum(-1) / words.sum(-1)
 
 
-def load_prompt_model(source: str, config, seed: int):
-    """The checkpoint as a masked LM with its own head, scoring the verbalizer (`config.prompt`) at the slot."""
-    from transformers import AutoModelForMaskedLM, set_seed
+def load_masked_lm(source: str, config=None, needed_by: str = "--prompt", why: str = "score the label words"):
+    """The checkpoint as a masked LM with the head it carries; a checkpoint without MLM-head weights (a sentence
+    encoder) is refused, since a fresh head would score nothing it learnt."""
+    from transformers import AutoModelForMaskedLM
 
     from ...models import load_pretrained
 
-    set_seed(seed)
-    model, info = load_pretrained(AutoModelForMaskedLM, source, keep_head=True, config=config)
+    model, info = load_pretrained(AutoModelForMaskedLM, source, keep_head=True, **({"config": config} if config
+                                  else {}))  # fmt: skip
     encoder = f"{model.base_model_prefix}."
     missing = sorted(k for k in info["missing_keys"] if not k.startswith(encoder))
     if missing:
         raise UsageError(
-            f"{source}: no masked-LM head weights ({missing[0]}, ...), so nothing would score the label words; "
-            "dontstop pretrain trains one (its head warm-up), then --prompt can use it"
+            f"{source}: no masked-LM head weights ({missing[0]}, ...), so nothing would {why}; "
+            f"dontstop pretrain trains one (its head warm-up), then {needed_by} can use it"
         )
+    return model
+
+
+def load_prompt_model(source: str, config, seed: int):
+    """The checkpoint as a masked LM with its own head, scoring the verbalizer (`config.prompt`) at the slot."""
+    from transformers import set_seed
+
+    set_seed(seed)
+    model = load_masked_lm(source, config)
     use_prompt_head(model, LabelWords(config.prompt), config.problem_type == "multi_label_classification")
     return model
 
