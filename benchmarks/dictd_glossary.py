@@ -13,7 +13,7 @@ what is left with fewer than 3 words (Jargon's pronunciation line `/day'mn/, n.`
 number ("1. "), FOLDOC's subject tag ("<operating system>"), pronunciations ("/day'mn/ or /dee'mn/") and a bracketed
 etymology ("[from Maxwell's Demon ...]"). Cross-reference braces are dropped ("{Unix}" -> "Unix"), whitespace
 collapsed, and the text cut after the sentence that passes 200 characters (at most 400). A headword keeps the case of
-the entry's own headword line (the index lower-cases it). The databases' own `00-database-*` entries are left out,
+the entry's own headword line (the index lower-cases it). The databases' own `00-database-*` entries (and FOLDOC's notice `missing`) are left out,
 and headwords of one character or without a letter. FOLDOC comes first, so a term both define keeps FOLDOC's
 definition. With `--texts`, only the terms that occur in those texts (as whole words, any case) are written: the
 subset a task needs.
@@ -92,12 +92,17 @@ def cut(text: str, at: int = 200, most: int = 400) -> str:
     return text if len(text) <= at or end < 0 else text[: min(end + 1, most)]
 
 
+# Entries that are the dictionary's notices about itself, not definitions: FOLDOC's "missing" is its page on
+# missing entries ("First, this is an (English language) computing dictionary...").
+NOTICES = {("foldoc", "missing")}
+
+
 def glossary(directory: str) -> dict[str, str]:
     """{term: definition}, FOLDOC first, then the Jargon File's terms FOLDOC lacks."""
     terms: dict[str, str] = {}
     for name in ("foldoc", "jargon"):
         for heads, text in entries(directory, name):
-            if any(h.startswith(("00-database", "00database")) for h in heads):
+            if any(h.startswith(("00-database", "00database")) or (name, h) in NOTICES for h in heads):
                 continue
             meaning = definition(text)
             cased = {h.lower(): h for h in headwords(text)}
