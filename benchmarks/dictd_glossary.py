@@ -13,10 +13,10 @@ what is left with fewer than 3 words (Jargon's pronunciation line `/day'mn/, n.`
 number ("1. "), FOLDOC's subject tag ("<operating system>"), pronunciations ("/day'mn/ or /dee'mn/") and a bracketed
 etymology ("[from Maxwell's Demon ...]"). Cross-reference braces are dropped ("{Unix}" -> "Unix"), whitespace
 collapsed, and the text cut after the sentence that passes 200 characters (at most 400). A headword keeps the case of
-the entry's own headword line (the index lower-cases it). The databases' own `00-database-*` entries (and FOLDOC's notice `missing`) are left out,
-and headwords of one character or without a letter. FOLDOC comes first, so a term both define keeps FOLDOC's
-definition. With `--texts`, only the terms that occur in those texts (as whole words, any case) are written: the
-subset a task needs.
+the entry's own headword line (the index lower-cases it). The databases' own `00-database-*` entries and FOLDOC's
+notice `missing` are left out, and headwords of one character or without a letter. FOLDOC comes first, so a term
+both define keeps FOLDOC's definition. With `--texts`, only the terms that occur in those texts (as whole words, any
+case) are written: the subset a task needs.
 """
 
 from __future__ import annotations
