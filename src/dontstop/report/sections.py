@@ -251,9 +251,12 @@ def forgetting_section(summary: ExperimentSummary) -> list[dict]:
         caption(
             "Held-out LM loss of the starting checkpoint (before) and of each arm's final checkpoint (after); lower "
             "is better. A fall on the domain is adaptation; a rise on general text is forgetting. Every checkpoint "
-            "is measured alike (`dontstop lm-eval`: the same held-out blocks, a checkpoint without an MLM head "
-            "given one by the same head warm-up), so these losses differ from the pretraining stages' own "
-            "evaluations in the Arms section, which use fewer blocks and the head as trained so far."
+            "is measured alike (`dontstop lm-eval --warm_up_head always`: the same held-out blocks, and every "
+            "MLM head, a new one or the one pretraining trained, first trained alone the same steps on the same "
+            "documents), so these losses differ from the pretraining stages' own evaluations in the Arms section, "
+            "which use fewer blocks and the head as trained so far. An arm's head has still had more training "
+            "than the starting model's: an identity arm (learning rate 0) shows how much that alone lowers the "
+            "loss."
         ),
         table(["arm", "held-out set", "before", "after", "change"], rows, "llrrr"),
         *relevance(summary),
