@@ -11,6 +11,7 @@ estimate made before the first stage and the wall time are kept in `experiment.j
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -52,8 +53,10 @@ def lines(path) -> int | None:
         return sum(1 for _ in f)
 
 
+@functools.cache
 def classes(path, column) -> int:
-    """The number of distinct labels in a task file (a guess of 10 when it cannot be read yet)."""
+    """The number of distinct labels in a task file (a guess of 10 when it cannot be read yet); read once per file:
+    every arm's fine-tuning stage names the same training file."""
     from ..tasks import read_records
 
     if not isinstance(path, str) or not os.path.isfile(path):

@@ -115,7 +115,7 @@ def seed_trainer(setup: MultiSetup, seed: int, model, seed_dir: str, methods: li
         model=model,
         args=seed_args,
         train_dataset=MultiTaskDataset(datasets),
-        eval_dataset=datasets[0],  # a placeholder the Trainer asks for; `evaluate` scores every task's dev set
+        eval_dataset=datasets[0],  # the Trainer requires one; `evaluate` scores every task's dev set
         data_collator=MultiTaskCollator(collators),
         processing_class=setup.tokenizers[0],
         callbacks=[best],
