@@ -32,9 +32,22 @@ def top_level_help() -> str:
 def dispatch(stage: str, argv: list[str]) -> int:
     module = stage_module(stage)
     if hasattr(module, "main"):
-        return module.main(argv) or 0
-    run(module, parse_with_config(make_parser(stage), argv))
-    return 0
+        code = module.main(argv) or 0
+    else:
+        run(module, parse_with_config(make_parser(stage), argv))
+        code = 0
+    leave_process_group()
+    return code
+
+
+def leave_process_group() -> None:
+    """Under torchrun, every rank waits for the others and leaves the process group before it exits. A rank that exits
+    while rank 0 still writes (the carried weights, the model card) tears down gloo's threads in use: "terminate called
+    without an active exception", SIGABRT, and torchrun fails the whole launch."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def main(argv: list[str] | None = None) -> int:
