@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/few_labels.py            # the full grid, ~hours
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/few_labels.py --quick    # minutes: the plumbing
+    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/few_labels.py --report_only   # the finished runs
 
 The shared Debian package-section task (23 classes), 10 labelled examples per class drawn anew for each seed (the
 same draw, head initialisation and data order for every method at a seed: the paired design). Unlabeled text for
@@ -66,6 +67,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of the methods")
     parser.add_argument("--models", default="minilm,tapt", help="minilm and/or tapt (one per process; both report)")
     parser.add_argument("--output", default=None, help=f"the results file (default: {RESULTS}; --quick: stdout)")
+    parser.add_argument("--report_only", action="store_true",
+                        help="run nothing: report the finished runs in --work, and name the ones missing")  # fmt: skip
     return parser
 
 
@@ -130,14 +133,17 @@ def tapt(args, size: dict, work: str) -> tuple[str, dict]:
     return out, measure(cmd, os.path.join(work, "tapt.log"))
 
 
-def finetune(args, size: dict, work: str, model: tuple[str, str], method: str, pool: str) -> dict:
-    """One `dontstop finetune` process: (model, method) over every seed; its timing (reused when finished)."""
+def finetune(args, size: dict, work: str, model: tuple[str, str], method: str, pool: str) -> dict | None:
+    """One `dontstop finetune` process: (model, method) over every seed; its timing (reused when finished; None
+    under --report_only when it has not finished)."""
     name = f"{model[0]}-{method}"
     out = os.path.join(work, "ft", name)
     timing = os.path.join(work, "ft", f"{name}.log.json")
     if os.path.exists(os.path.join(out, "results.json")) and os.path.exists(timing):
         with open(timing, encoding="utf-8") as f:
             return {"name": name, "dir": out, **json.load(f)}
+    if args.report_only:
+        return None
     extra = list(METHODS[method])
     if method in UNLABELED:
         extra += [
@@ -210,7 +216,7 @@ def rounds_lines(runs: list[dict]) -> list[str]:
     return lines
 
 
-def report(args, size, work, methods, runs, tapt_dir, tapt_timing, started, load) -> str:
+def report(args, size, work, methods, runs, tapt_dir, tapt_timing, started, load, missing) -> str:
     import torch
     import transformers
 
@@ -231,11 +237,12 @@ def report(args, size, work, methods, runs, tapt_dir, tapt_timing, started, load
         f"training texts, {tapt_timing['seconds']:.0f} s",
         "methods: " + "; ".join(f"{m} {' '.join(METHODS[m]) or '(none)'}" for m in methods),
         "not in this run (--methods): " + (", ".join(m for m in METHODS if m not in methods) or "none"),
+        "not finished, left out (--report_only): " + (", ".join(missing) or "none"),
         f"machine: {os.cpu_count()} cores shared with other jobs, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')},"
         f" load average {load[0]:.1f} at the start and {os.getloadavg()[0]:.1f} at the end; torch {torch.__version__}"
         f", transformers {transformers.__version__}; the runs' wall times add up to "
         f"{(tapt_timing['seconds'] + sum(run['seconds'] for run in runs)) / 3600:.2f} h (TAPT included; finished runs "
-        f"are reused, and the two models' runs may have run in parallel: this report took "
+        f"are reused, and runs may have run two or three at a time: this report took "
         f"{(time.time() - started) / 60:.0f} min)",
         "",
         "Against plain fine-tuning of the shipped MiniLM (paired t-test over seeds; p corrected by Holm's method over "
@@ -301,10 +308,13 @@ def main() -> None:
     pool = prepare_pool(args, size, work)
     tapt_dir, tapt_timing = tapt(args, size, work)
     models = [model for model in (("minilm", MODEL), ("tapt", tapt_dir)) if model[0] in args.models.split(",")]
-    runs = [finetune(args, size, work, model, method, pool) for model in models for method in methods]
-    if len(models) < 2:
+    grid = [(model, method) for model in models for method in methods]
+    runs = [finetune(args, size, work, model, method, pool) for model, method in grid]
+    missing = [f"{model[0]}-{method}" for (model, method), run in zip(grid, runs, strict=True) if run is None]
+    runs = [run for run in runs if run is not None]
+    if len(models) < 2 and not args.report_only:
         return  # a part of the grid: the process that runs both models (reusing these runs) reports
-    text = report(args, size, work, methods, runs, tapt_dir, tapt_timing, started, load)
+    text = report(args, size, work, methods, runs, tapt_dir, tapt_timing, started, load, missing)
     print(text)
     output = args.output or (None if args.quick else RESULTS)
     if output:
