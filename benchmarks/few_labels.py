@@ -123,6 +123,8 @@ def tapt(args, size: dict, work: str) -> tuple[str, dict]:
     if os.path.exists(os.path.join(out, "metrics.json")) and os.path.exists(timing):
         with open(timing, encoding="utf-8") as f:
             return out, json.load(f)
+    if args.report_only:
+        sys.exit(f"--report_only: no finished TAPT model in {work}: run the grid first")
     cmd = [
         sys.executable, "-m", "dontstop", "pretrain", "--model_name_or_path", MODEL,
         "--train_file", f"{args.data}/train.jsonl", "--line_by_line", "--max_seq_length", "64",
