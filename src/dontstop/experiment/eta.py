@@ -53,14 +53,20 @@ def lines(path) -> int | None:
         return sum(1 for _ in f)
 
 
-@functools.cache
 def classes(path, column) -> int:
-    """The number of distinct labels in a task file (a guess of 10 when it cannot be read yet); read once per file:
-    every arm's fine-tuning stage names the same training file."""
-    from ..tasks import read_records
-
+    """The number of distinct labels in a task file (a guess of 10 when it cannot be read yet)."""
     if not isinstance(path, str) or not os.path.isfile(path):
         return 10
+    stat = os.stat(path)
+    return count_classes(path, column, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.cache
+def count_classes(path: str, column, _mtime_ns: int, _size: int) -> int:
+    """Read once per version of a file: every arm's fine-tuning stage names the same training file, and a file
+    rewritten in the same process (its time or size changed) is read again, never answered from the cache."""
+    from ..tasks import read_records
+
     try:
         records, _ = read_records(path)
     except Exception:  # the stage itself names a bad file; an estimate only guesses
