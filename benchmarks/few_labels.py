@@ -25,12 +25,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from measure import measure  # noqa: E402
+from paired import comparison_rows, delta_cells, p_value, percent, publish  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "data", "en", "debian_sections"))
@@ -164,35 +164,6 @@ def finetune(args, size: dict, work: str, model: tuple[str, str], method: str, p
     return {"name": name, "dir": out, **result}
 
 
-def percent(value: float | None, signed: bool = False) -> str:
-    return "n/a" if value is None else f"{100 * value:+.1f}" if signed else f"{100 * value:.1f}"
-
-
-def p_value(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}" if value >= 0.001 else f"{value:.1e}"
-
-
-def comparison_rows(runs: list[dict], metric: str) -> dict[str, dict]:
-    """compare.compare_runs over `runs` (the first the baseline): {run name: its row}."""
-    from dontstop.compare import compare_runs, load_run
-
-    loaded = [load_run(f"{run['name']}={run['dir']}") for run in runs]
-    comparison = compare_runs(loaded, "test", [metric, "accuracy"])
-    return {row["name"]: row for row in comparison["runs"]}
-
-
-def delta_cells(row: dict, metric: str) -> list[str]:
-    stats = row["metrics"][metric]
-    if "delta" not in stats:
-        return ["baseline", "", "", "", ""]
-    low, high = stats["ci_low"], stats["ci_high"]
-    interval = f" [{percent(low, True)}, {percent(high, True)}]" if low is not None else ""
-    boot = stats.get("bootstrap")
-    boot = f"[{percent(boot['low'], True)}, {percent(boot['high'], True)}]" if boot else "n/a"
-    return [f"{percent(stats['delta'], True)}{interval}", p_value(stats["p_value"]), p_value(stats["p_holm"]),
-            p_value(stats.get("wilcoxon_p")), boot]  # fmt: skip
-
-
 def rounds_lines(runs: list[dict]) -> list[str]:
     """Self-training: per model and round, the pseudo-labels, how many were right, and the test macro-F1."""
     from dontstop.records import FinetuneResults
@@ -317,13 +288,7 @@ def main() -> None:
     if len(models) < 2 and not args.report_only:
         return  # a part of the grid: the process that runs both models (reusing these runs) reports
     text = report(args, size, work, methods, runs, tapt_dir, tapt_timing, started, load, missing)
-    print(text)
-    output = args.output or (None if args.quick else RESULTS)
-    if output:
-        with open(output, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
-        print(f"written to {output}")
-    print(f"platform: {platform.platform()}")
+    publish(text, args.output or (None if args.quick else RESULTS))
 
 
 if __name__ == "__main__":
