@@ -90,25 +90,31 @@ def prompt_summary(config) -> dict | None:
     return {**summary, "chosen_by": prompt["chosen_by"]} if prompt.get("chosen_by") else summary
 
 
-def initialise_new_weights(model, names: list[str], seed: int) -> None:
-    """Initialise afresh the modules holding `names`, each from a generator seeded by (seed, module name).
+def initialise_new_weights(model, names: list[str], seed: int, head: str | None = None) -> None:
+    """Initialise afresh the modules holding `names`, each from a generator seeded by (seed, module name), and by
+    `head` where given.
 
     The paired design: seed s must give every arm the same head, whatever else its checkpoint lacked or held (the
-    library draws new weights from one stream, in an order that depends on which are missing)."""
+    library draws new weights from one stream, in an order that depends on which are missing). `head` tells apart
+    the heads of one multi-task model: without it every task's `classifier` would start as the same rows, and the
+    shared encoder, trained to raise one task's rows, raises the other's first rows with them."""
     import hashlib
 
     import torch
 
     for module_name in sorted({name.rsplit(".", 1)[0] for name in names}):
-        digest = hashlib.sha256(f"{seed}:{module_name}".encode()).digest()
+        key = f"{seed}:{module_name}" if head is None else f"{seed}:{head}:{module_name}"
+        digest = hashlib.sha256(key.encode()).digest()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int.from_bytes(digest[:8], "little"))
             model._init_weights(model.get_submodule(module_name))
 
 
-def load_seeded_model(task: Task, source: str, config, seed: int, args: FinetuningArguments | None = None):
-    """(the checkpoint with a task head whose initialisation `seed` fixes, the names of the weights initialised
-    afresh); a broken checkpoint is a UsageError.
+def load_seeded_model(
+    task: Task, source: str, config, seed: int, args: FinetuningArguments | None = None, head: str | None = None
+):
+    """(the checkpoint with a task head whose initialisation `seed` (and `head`, see `initialise_new_weights`)
+    fixes, the names of the weights initialised afresh); a broken checkpoint is a UsageError.
 
     From an adapter directory: its base model with the adapter merged in (this in-memory copy only). With
     `--adapter lora` in `args`: wrapped in a fresh task adapter, under which everything loaded stays frozen."""
@@ -129,7 +135,7 @@ def load_seeded_model(task: Task, source: str, config, seed: int, args: Finetuni
             source,
             len(task.labels),
         )
-    initialise_new_weights(model, new, seed)
+    initialise_new_weights(model, new, seed, head)
     if args is not None and args.uses_adapter:
         from ..adapters import add_task_adapter
 

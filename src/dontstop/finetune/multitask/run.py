@@ -65,8 +65,12 @@ class MultiSetup:
     max_length: int
 
     def load_model(self, seed: int) -> MultiTaskModel:
-        models = {name: load_seeded_model(task, self.source, config, seed, self.args)[0]
-                  for name, task, config in zip(self.names, self.tasks, self.configs, strict=True)}  # fmt: skip
+        """Every task's head drawn apart: the first task's as a single-task run of it at `seed` draws it (so its
+        head starts as its alone run's), each later one's with the task's name mixed into the seed."""
+        models = {
+            name: load_seeded_model(task, self.source, config, seed, self.args, head=name if i else None)[0]
+            for i, (name, task, config) in enumerate(zip(self.names, self.tasks, self.configs, strict=True))
+        }
         return MultiTaskModel(models)
 
 
