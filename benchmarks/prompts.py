@@ -1,7 +1,7 @@
 """Prompt-based against head-based fine-tuning, from the base model, after TAPT and after PCP; and multi-task
 fine-tuning against one task alone. Few labels, paired seeds, on two shared tasks.
 
-    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/prompts.py             # all of it: ~1.5 h, 2 cores
+    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/prompts.py             # all of it: ~2.5 h, 2 cores
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/prompts.py --quick     # the plumbing: minutes
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/prompts.py --report_only
 
