@@ -32,6 +32,7 @@ stages in --work are reused (delete the directory to start over).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import random
@@ -217,6 +218,7 @@ def arm_name(lang: str, arm: str) -> str:
 # Multi-task: the auxiliary task and each seed's draw, written once.
 
 
+@functools.cache  # read the 25 MB pool once per benchmark, not once per seed and again for the report
 def aux_task(bench: Bench) -> tuple[str, str, list[str]]:
     """The packaging-kind task: other Debian packages labelled with the sections the section task leaves out (those
     with at least `aux_min` packages not tied to a dev or test example), `aux_train` + `aux_dev` of each, drawn with
